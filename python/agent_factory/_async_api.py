@@ -1,0 +1,521 @@
+"""The asyncio API of agent-factory.
+
+This file is the single source of the public API: ``_sync_api.py`` is generated
+from it by ``tools/async_to_sync.py`` (``Async`` prefixes dropped, ``await``
+removed), and CI checks that the two agree. Every method here is a real
+``async def``; the work runs in Rust on a blocking thread pool, never on the
+event loop.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from typing import Any, Literal, Mapping, Sequence, overload
+
+from . import _native
+from ._types import (
+    AgentProfile,
+    AppendResult,
+    Claim,
+    ControlState,
+    ConversationCounts,
+    ConversationView,
+    FailOutcome,
+    HydrationBundle,
+    ImportedSecret,
+    Job,
+    MessageConfig,
+    ProviderConfig,
+    QueueStats,
+    ReleaseOutcome,
+    SecretStatus,
+    Worker,
+    WorkerStats,
+)
+from .config import Config
+from .errors import ValidationError
+
+_IS_ASYNC = True
+
+_KEEP: Any = object()
+
+__all__ = [
+    "AsyncFactory",
+    "AsyncAgentsApi",
+    "AsyncQueueApi",
+    "AsyncWorkersApi",
+    "AsyncSecretsApi",
+    "AsyncSettingsApi",
+    "AsyncBlobsApi",
+    "AsyncWorkerHandle",
+]
+
+
+def _as_dict(value: Any, field: str) -> Any:
+    if value is None or isinstance(value, Mapping):
+        return value
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    raise ValidationError(f"{field} must be a dict or a config object, got {type(value).__name__}")
+
+
+class _AsyncArea:
+    """Shared plumbing: one native handle, calls run in Rust."""
+
+    __slots__ = ("_n",)
+
+    def __init__(self, native: _native.NativeFactory) -> None:
+        self._n = native
+
+
+class AsyncAgentsApi(_AsyncArea):
+    """Agent profiles: ``factory.agents``."""
+
+    __slots__ = ()
+
+    async def upsert_agent(
+        self,
+        agent_key: str,
+        *,
+        version: str = "1.0.0",
+        secrets_ref: Sequence[str] = (),
+        bot_identity: str | None = None,
+        bridge_config: Mapping[str, Any] | Any | None = None,
+        enabled: bool = True,
+        now_ms: int | None = None,
+    ) -> AgentProfile:
+        """Create or update an agent. The stored ``secrets_ref`` also lists ``fly.apiToken``
+        and, with the bridge enabled, its service-key and base-URL-map secrets.
+        ``bot_identity``/``bridge_config`` of ``None`` keep the stored values."""
+        raw = await self._n.upsert_agent(
+            _IS_ASYNC, agent_key, version, list(secrets_ref), bot_identity,
+            _as_dict(bridge_config, "bridge_config"), enabled, now_ms,
+        )
+        return AgentProfile._from(raw)
+
+    async def get(self, agent_key: str) -> AgentProfile | None:
+        """One profile, or ``None``."""
+        return AgentProfile._maybe(await self._n.get_agent(_IS_ASYNC, agent_key))
+
+    async def list(self, *, enabled: bool | None = None) -> builtins.list[AgentProfile]:
+        """All profiles by key, optionally only enabled (``True``) or disabled (``False``) ones."""
+        return [AgentProfile._from(a) for a in await self._n.list_agents(_IS_ASYNC, enabled)]
+
+    async def enable(self, agent_key: str, *, now_ms: int | None = None) -> AgentProfile:
+        """Let the agent receive messages again."""
+        return AgentProfile._from(await self._n.set_agent_enabled(_IS_ASYNC, agent_key, True, now_ms))
+
+    async def disable(self, agent_key: str, *, now_ms: int | None = None) -> AgentProfile:
+        """Stop accepting messages for the agent (enqueue then fails with ``InvalidStateError``)."""
+        return AgentProfile._from(await self._n.set_agent_enabled(_IS_ASYNC, agent_key, False, now_ms))
+
+
+class AsyncQueueApi(_AsyncArea):
+    """The per-conversation queue: ``factory.queue``."""
+
+    __slots__ = ()
+
+    async def enqueue(
+        self,
+        conversation_id: str,
+        agent_key: str,
+        payload: Mapping[str, Any],
+        *,
+        priority: int | None = None,
+        scheduled_for: int | None = None,
+        max_attempts: int | None = None,
+        now_ms: int | None = None,
+    ) -> str:
+        """Enqueue one message and return its id.
+
+        ``payload`` is the wire shape workers receive (camelCase keys): ``provider``,
+        ``providerUserId``, ``messageText``, optional ``externalMessageId``,
+        ``rawUpdateJson``, ``metadata`` (str → str) and ``attachments``. The
+        conversation is bound to ``agent_key`` on first use; the global system
+        prompt is appended to ``messageText``.
+        """
+        return await self._n.enqueue(  # type: ignore[no-any-return]
+            _IS_ASYNC, conversation_id, agent_key, payload, priority, scheduled_for, max_attempts, now_ms
+        )
+
+    async def enqueue_many(self, items: Sequence[Mapping[str, Any]], *, now_ms: int | None = None) -> list[str]:
+        """Enqueue many messages in one transaction (all or nothing). Each item is a dict with
+        ``conversation_id``, ``agent_key``, ``payload`` and optional ``priority``,
+        ``scheduled_for``, ``max_attempts``. Ids come back in input order."""
+        return await self._n.enqueue_many(_IS_ASYNC, [dict(i) for i in items], now_ms)  # type: ignore[no-any-return]
+
+    async def claim(
+        self,
+        worker_id: str,
+        *,
+        conversation_id: str | None = None,
+        mode: Literal["sticky", "pooled"] | None = None,
+        now_ms: int | None = None,
+    ) -> Claim | None:
+        """Lease the next message for ``worker_id`` (seed-style; prefer ``factory.worker(id).claim()``).
+        An unknown worker is registered on its first successful claim with ``mode`` (default sticky)."""
+        return Claim._maybe(await self._n.claim(_IS_ASYNC, worker_id, conversation_id, mode, now_ms))
+
+    async def heartbeat(self, worker_id: str, message_id: str, lease_id: str, *, now_ms: int | None = None) -> bool:
+        """Extend a live lease; ``False`` if it was lost or has already expired."""
+        return await self._n.heartbeat(_IS_ASYNC, worker_id, message_id, lease_id, now_ms)  # type: ignore[no-any-return]
+
+    async def complete(self, worker_id: str, message_id: str, lease_id: str, *, now_ms: int | None = None) -> bool:
+        """Mark a held message done; ``False`` (and no change) if the lease is no longer held."""
+        return await self._n.complete(_IS_ASYNC, worker_id, message_id, lease_id, now_ms)  # type: ignore[no-any-return]
+
+    async def fail(
+        self, worker_id: str, message_id: str, lease_id: str, error: str, *, now_ms: int | None = None
+    ) -> FailOutcome:
+        """Record a failure: retry after backoff, or dead-letter at ``max_attempts``."""
+        return FailOutcome._from(await self._n.fail(_IS_ASYNC, worker_id, message_id, lease_id, error, now_ms))
+
+    async def release_stuck_jobs(self, *, limit: int = 100, now_ms: int | None = None) -> ReleaseOutcome:
+        """Recover expired leases: each counts as a failed attempt (retry or dead letter)."""
+        return ReleaseOutcome._from(await self._n.release_stuck_jobs(_IS_ASYNC, limit, now_ms))
+
+    async def stats(self, *, now_ms: int | None = None) -> QueueStats:
+        """Queue counters."""
+        return QueueStats._from(await self._n.queue_stats(_IS_ASYNC, now_ms))
+
+    async def list_jobs(self, status: str, *, limit: int = 100) -> list[Job]:
+        """Messages of one status (``queued``/``processing`` oldest first, ``done``/``dead_letter`` newest first)."""
+        return [Job._from(j) for j in await self._n.list_jobs(_IS_ASYNC, status, limit)]
+
+    async def get_job(self, message_id: str) -> Job | None:
+        """One message, or ``None``."""
+        return Job._maybe(await self._n.get_job(_IS_ASYNC, message_id))
+
+    async def conversation_counts(self, *, now_ms: int | None = None) -> ConversationCounts:
+        """How many conversations are ready, and ready or in flight (for the autoscaler)."""
+        return ConversationCounts._from(await self._n.conversation_counts(_IS_ASYNC, now_ms))
+
+    async def active_conversations(self, *, limit: int = 1000, now_ms: int | None = None) -> list[tuple[str, str]]:
+        """``(agent_key, conversation_id)`` of conversations that need a worker, sorted."""
+        return [tuple(x) for x in await self._n.active_conversations(_IS_ASYNC, limit, now_ms)]  # type: ignore[misc]
+
+    async def has_queued_jobs(self, conversation_id: str) -> bool:
+        """Whether anything is queued or in flight for the conversation."""
+        return await self._n.has_queued_jobs(_IS_ASYNC, conversation_id)  # type: ignore[no-any-return]
+
+    async def list_conversation_jobs(self, conversation_id: str, *, limit: int = 100) -> list[Job]:
+        """Recent messages of one conversation, newest first."""
+        return [Job._from(j) for j in await self._n.list_conversation_jobs(_IS_ASYNC, conversation_id, limit)]
+
+    async def conversation(self, conversation_id: str, *, limit: int = 50) -> ConversationView | None:
+        """A conversation with its history and recent messages, or ``None``."""
+        return ConversationView._maybe(await self._n.conversation_view(_IS_ASYNC, conversation_id, limit))
+
+    async def append_conversation_messages(
+        self,
+        conversation_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        workspace_id: str | None = None,
+        now_ms: int | None = None,
+    ) -> AppendResult:
+        """Append ``{"role", "content", "at"?}`` entries to the conversation's bounded history."""
+        raw = await self._n.append_conversation_messages(
+            _IS_ASYNC, conversation_id, [dict(m) for m in messages], workspace_id, now_ms
+        )
+        return AppendResult(updated=raw[0], message_count=raw[1])
+
+    async def get_hydration_bundle(self, message_id: str, *, workspace_id: str = "default") -> HydrationBundle | None:
+        """Operator call: the bundle (with secrets) of an in-flight message, without a lease.
+        Workers use ``factory.worker(id).hydrate(claim)``, which checks the lease."""
+        return HydrationBundle._maybe(await self._n.operator_hydration_bundle(_IS_ASYNC, message_id, workspace_id))
+
+
+class AsyncWorkersApi(_AsyncArea):
+    """The worker registry: ``factory.workers``."""
+
+    __slots__ = ()
+
+    async def upsert_worker_state(
+        self,
+        worker_id: str,
+        *,
+        status: str,
+        provider: str = "local",
+        load: int = 0,
+        mode: Literal["sticky", "pooled"] | None = None,
+        scheduled_shutdown_at: int | None = None,
+        stopped_at: int | None = None,
+        machine_id: str | None = None,
+        app_name: str | None = None,
+        region: str | None = None,
+        volume_id: str | None = None,
+        assignment: Mapping[str, Any] | None = _KEEP,
+        clear_last_snapshot_id: bool = False,
+        clear_machine_ref: bool = False,
+        clear_volume_id: bool = False,
+        stop_reason: str | None = None,
+        now_ms: int | None = None,
+    ) -> Worker:
+        """Create or update a worker row. Status changes follow
+        ``active → draining → stopping → stopped`` (else ``InvalidStateError``); a stopped
+        worker keeps its last heartbeat. ``assignment``: omit to keep, ``None`` to clear,
+        a dict (``conversation_id``, ``agent_key``, ``lease_id``, ``assigned_at``) to set."""
+        clear = assignment is None
+        given = None if assignment is _KEEP or assignment is None else _as_dict(assignment, "assignment")
+        raw = await self._n.upsert_worker_state(
+            _IS_ASYNC, worker_id, provider, status, load, mode, scheduled_shutdown_at, stopped_at, machine_id,
+            app_name, region, volume_id, given, clear, clear_last_snapshot_id, clear_machine_ref, clear_volume_id,
+            stop_reason, now_ms,
+        )
+        return Worker._from(raw)
+
+    async def get(self, worker_id: str) -> Worker | None:
+        """One worker, or ``None``."""
+        return Worker._maybe(await self._n.get_worker(_IS_ASYNC, worker_id))
+
+    async def list(self, *, status: str | None = None, limit: int = 1000) -> builtins.list[Worker]:
+        """Workers, newest first, optionally of one status."""
+        return [Worker._from(w) for w in await self._n.list_workers(_IS_ASYNC, status, limit)]
+
+    async def control_state(self, worker_id: str, *, now_ms: int | None = None) -> ControlState:
+        """Whether the worker should stop (read-only; the worker's own handle also heartbeats)."""
+        return ControlState._from(await self._n.control_state(_IS_ASYNC, worker_id, False, now_ms))
+
+    async def touch(self, worker_id: str, *, now_ms: int | None = None) -> bool:
+        """Idle heartbeat for an active worker; ``False`` if unknown or not active."""
+        return await self._n.touch_worker(_IS_ASYNC, worker_id, now_ms)  # type: ignore[no-any-return]
+
+    async def stats(self) -> WorkerStats:
+        """Busy and idle active workers, and counts by status."""
+        return WorkerStats._from(await self._n.worker_stats(_IS_ASYNC))
+
+
+class AsyncSecretsApi(_AsyncArea):
+    """Encrypted, versioned secrets: ``factory.secrets``."""
+
+    __slots__ = ()
+
+    async def import_plaintext(
+        self, secret_ref: str, plaintext_value: str, *, metadata: Mapping[str, str] | None = None, now_ms: int | None = None
+    ) -> ImportedSecret:
+        """Store a new version (encrypted with XChaCha20-Poly1305) and make it active."""
+        raw = await self._n.import_secret(
+            _IS_ASYNC, secret_ref, plaintext_value, None if metadata is None else dict(metadata), now_ms
+        )
+        return ImportedSecret._from(raw)
+
+    async def status(self, secret_refs: Sequence[str]) -> list[SecretStatus]:
+        """Whether each reference has an active version (never the value), in input order."""
+        if isinstance(secret_refs, str):
+            raise ValidationError("secret_refs must be a list of references, not a single string")
+        return [SecretStatus._from(s) for s in await self._n.secret_status(_IS_ASYNC, list(secret_refs))]
+
+    async def list_refs(self) -> list[str]:
+        """References that have an active version."""
+        return await self._n.list_secret_refs(_IS_ASYNC)  # type: ignore[no-any-return]
+
+    async def reveal(self, secret_ref: str) -> str | None:
+        """Operator call: the active plaintext, or ``None``."""
+        return await self._n.reveal_secret(_IS_ASYNC, secret_ref)  # type: ignore[no-any-return]
+
+
+class AsyncSettingsApi(_AsyncArea):
+    """Runtime settings stored in the database: ``factory.config``."""
+
+    __slots__ = ()
+
+    async def message_config(self) -> MessageConfig | None:
+        """The message settings, or ``None`` when nothing is set."""
+        return MessageConfig._maybe(await self._n.message_config(_IS_ASYNC))
+
+    async def set_message_config(
+        self,
+        *,
+        system_prompt: str | None = None,
+        telegram_attachment_retention_ms: int | None = None,
+        now_ms: int | None = None,
+    ) -> MessageConfig | None:
+        """Replace the message settings. A blank prompt is dropped; if nothing remains the
+        settings are cleared and ``None`` is returned."""
+        raw = await self._n.set_message_config(_IS_ASYNC, system_prompt, telegram_attachment_retention_ms, now_ms)
+        return MessageConfig._maybe(raw)
+
+    async def provider_config(self) -> ProviderConfig | None:
+        """Where workers run, or ``None``."""
+        return ProviderConfig._maybe(await self._n.provider_config(_IS_ASYNC))
+
+    async def set_provider_config(self, config: ProviderConfig | Mapping[str, Any], *, now_ms: int | None = None) -> None:
+        """Store the provider settings."""
+        await self._n.set_provider_config(_IS_ASYNC, _as_dict(config, "config"), now_ms)
+
+    def tunables(self) -> Config:
+        """The factory's current tunables."""
+        return Config.from_dict(self._n.get_config())
+
+    def set_tunables(self, config: Config) -> None:
+        """Replace the tunables for every handle on this factory."""
+        self._n.set_config(_as_dict(config, "config"))
+
+
+class AsyncBlobsApi(_AsyncArea):
+    """The content-addressed blob store beside the database: ``factory.blobs``."""
+
+    __slots__ = ()
+
+    async def put(self, data: bytes) -> str:
+        """Store bytes; returns their SHA-256 (the blob id)."""
+        return await self._n.put_blob(_IS_ASYNC, bytes(data))  # type: ignore[no-any-return]
+
+    async def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
+        """Store a file's contents, streaming; returns ``(sha256, size)``."""
+        sha, size = await self._n.put_blob_file(_IS_ASYNC, os.fspath(path))
+        return sha, size
+
+    async def get(self, sha256: str) -> bytes:
+        """Read a blob, verifying its hash."""
+        return bytes(await self._n.get_blob(_IS_ASYNC, sha256))
+
+    def path(self, sha256: str) -> str:
+        """Where the blob lives on disk."""
+        return self._n.blob_path(sha256)
+
+    async def delete(self, sha256: str) -> bool:
+        """Remove a blob; ``False`` if it was not there."""
+        return await self._n.delete_blob(_IS_ASYNC, sha256)  # type: ignore[no-any-return]
+
+
+class AsyncWorkerHandle:
+    """A worker's view of the queue, with its id bound once: ``factory.worker("w-1")``."""
+
+    __slots__ = ("_n", "worker_id", "mode")
+
+    def __init__(self, native: _native.NativeFactory, worker_id: str, mode: Literal["sticky", "pooled"]) -> None:
+        if mode not in ("sticky", "pooled"):
+            raise ValidationError(f"mode must be 'sticky' or 'pooled', got {mode!r}")
+        self._n = native
+        self.worker_id = worker_id
+        self.mode = mode
+
+    def __repr__(self) -> str:
+        return f"WorkerHandle(worker_id={self.worker_id!r}, mode={self.mode!r})"
+
+    def _own(self, claim: Claim) -> Claim:
+        if not isinstance(claim, Claim):
+            raise ValidationError(f"expected a Claim, got {type(claim).__name__}")
+        if claim.worker_id != self.worker_id:
+            raise ValidationError(f"claim of message {claim.message_id} belongs to worker {claim.worker_id!r}, not {self.worker_id!r}")
+        return claim
+
+    async def claim(self, *, conversation_id: str | None = None, now_ms: int | None = None) -> Claim | None:
+        """Lease the next message this worker may take, or ``None``. An empty claim also
+        counts as an idle heartbeat."""
+        return Claim._maybe(await self._n.claim(_IS_ASYNC, self.worker_id, conversation_id, self.mode, now_ms))
+
+    async def heartbeat(self, claim: Claim, *, now_ms: int | None = None) -> bool:
+        """Extend the claim's lease; ``False`` if it was lost or expired."""
+        c = self._own(claim)
+        return await self._n.heartbeat(_IS_ASYNC, self.worker_id, c.message_id, c.lease_id, now_ms)  # type: ignore[no-any-return]
+
+    async def hydrate(self, claim: Claim, *, workspace_id: str = "default", now_ms: int | None = None) -> HydrationBundle:
+        """The hydration bundle for a live claim (``ConflictError`` once the lease is gone)."""
+        c = self._own(claim)
+        raw = await self._n.hydrate(_IS_ASYNC, self.worker_id, c.message_id, c.lease_id, workspace_id, now_ms)
+        return HydrationBundle._from(raw)
+
+    @overload
+    async def complete(self, claim: Claim, *, claim_next: Literal[False] = False, now_ms: int | None = None) -> bool: ...
+
+    @overload
+    async def complete(self, claim: Claim, *, claim_next: Literal[True], now_ms: int | None = None) -> Claim | None: ...
+
+    async def complete(self, claim: Claim, *, claim_next: bool = False, now_ms: int | None = None) -> bool | Claim | None:
+        """Mark the claim done. Returns ``False`` if the lease was lost. With
+        ``claim_next=True`` the next message is claimed in the same transaction and
+        returned (``None`` if nothing is claimable); a lost lease then raises ``ConflictError``."""
+        c = self._own(claim)
+        if not claim_next:
+            return await self._n.complete(_IS_ASYNC, self.worker_id, c.message_id, c.lease_id, now_ms)  # type: ignore[no-any-return]
+        raw = await self._n.complete_and_claim(_IS_ASYNC, self.worker_id, c.message_id, c.lease_id, None, self.mode, now_ms)
+        return Claim._maybe(raw)
+
+    async def fail(self, claim: Claim, error: str | BaseException, *, now_ms: int | None = None) -> FailOutcome:
+        """Record a failure (retry with backoff, or dead letter at max attempts)."""
+        c = self._own(claim)
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        return FailOutcome._from(await self._n.fail(_IS_ASYNC, self.worker_id, c.message_id, c.lease_id, text, now_ms))
+
+    async def control_state(self, *, now_ms: int | None = None) -> ControlState:
+        """Whether this worker should stop; asking also refreshes its heartbeat when it may go on."""
+        return ControlState._from(await self._n.control_state(_IS_ASYNC, self.worker_id, True, now_ms))
+
+    async def touch(self, *, now_ms: int | None = None) -> bool:
+        """Idle heartbeat."""
+        return await self._n.touch_worker(_IS_ASYNC, self.worker_id, now_ms)  # type: ignore[no-any-return]
+
+    async def append_conversation_messages(
+        self, claim: Claim, messages: Sequence[Mapping[str, Any]], *, workspace_id: str = "default", now_ms: int | None = None
+    ) -> AppendResult:
+        """Append turns to the claimed message's conversation history."""
+        c = self._own(claim)
+        raw = await self._n.append_conversation_messages(
+            _IS_ASYNC, c.conversation_id, [dict(m) for m in messages], workspace_id, now_ms
+        )
+        return AppendResult(updated=raw[0], message_count=raw[1])
+
+    async def state(self) -> Worker | None:
+        """This worker's registry row."""
+        return Worker._maybe(await self._n.get_worker(_IS_ASYNC, self.worker_id))
+
+
+class AsyncFactory:
+    """An agent-factory database, opened from a path or ``":memory:"``.
+
+    Areas: ``agents``, ``queue``, ``workers``, ``secrets``, ``config``, ``blobs``;
+    ``worker(id)`` gives a worker handle. Handles on the same file in one process
+    share one writer connection; several processes may share the file.
+
+    ``durable=True`` fsyncs every commit (survives power loss); the default
+    survives any process crash. ``clock`` takes a :class:`ManualClock` for tests.
+    """
+
+    __slots__ = ("_n", "agents", "queue", "workers", "secrets", "config", "blobs")
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        durable: bool = False,
+        journal_mode: Literal["auto", "wal", "delete"] = "auto",
+        config: Config | None = None,
+        clock: _native.ManualClock | None = None,
+    ) -> None:
+        native = _native.NativeFactory(os.fspath(path), durable, journal_mode, _as_dict(config, "config"), clock)
+        self._n = native
+        self.agents = AsyncAgentsApi(native)
+        self.queue = AsyncQueueApi(native)
+        self.workers = AsyncWorkersApi(native)
+        self.secrets = AsyncSecretsApi(native)
+        self.config = AsyncSettingsApi(native)
+        self.blobs = AsyncBlobsApi(native)
+
+    def worker(self, worker_id: str, *, mode: Literal["sticky", "pooled"] = "sticky") -> AsyncWorkerHandle:
+        """A handle for one worker. ``sticky`` workers keep the conversation they first
+        serve; ``pooled`` workers serve any conversation (still one message in flight per
+        conversation, FIFO)."""
+        return AsyncWorkerHandle(self._n, worker_id, mode)
+
+    def info(self) -> dict[str, Any]:
+        """Path, journal mode, durability, blob root, master-key fingerprint, schema version."""
+        return self._n.info()  # type: ignore[no-any-return]
+
+    def now_ms(self) -> int:
+        """The factory clock's time."""
+        return self._n.now_ms()
+
+    def __repr__(self) -> str:
+        i = self.info()
+        return f"{type(self).__name__}(path={i['path'] or ':memory:'!r}, journal_mode={i['journal_mode']!r}, durable={i['durable']})"
+
+    async def __aenter__(self) -> AsyncFactory:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None

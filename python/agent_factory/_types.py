@@ -1,0 +1,346 @@
+"""Immutable result types returned by the Factory APIs.
+
+Each type is a frozen dataclass with attribute access, a readable ``repr``,
+``to_dict()`` and an HTML table for notebooks. JSON-shaped fields (``payload``,
+``metadata``) are plain dicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping, TypeVar
+
+_R = TypeVar("_R", bound="_Record")
+
+__all__ = [
+    "Claim",
+    "Job",
+    "QueueStats",
+    "ConversationCounts",
+    "HistoryEntry",
+    "ConversationView",
+    "FailOutcome",
+    "ReleaseOutcome",
+    "Assignment",
+    "Worker",
+    "ControlState",
+    "WorkerStats",
+    "BridgeConfig",
+    "AgentProfile",
+    "ImportedSecret",
+    "SecretStatus",
+    "BridgeRuntimeConfig",
+    "HydrationBundle",
+    "MessageConfig",
+    "ProviderConfig",
+    "AppendResult",
+]
+
+
+class _Record:
+    """Shared behaviour: construction from native dicts, ``to_dict`` and HTML."""
+
+    _nested: ClassVar[Mapping[str, type]] = {}
+    _nested_lists: ClassVar[Mapping[str, type]] = {}
+
+    @classmethod
+    def _from(cls: type[_R], data: Mapping[str, Any]) -> _R:
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            v = data.get(f.name)
+            if v is not None and f.name in cls._nested:
+                v = cls._nested[f.name]._from(v)  # type: ignore[attr-defined]
+            elif v is not None and f.name in cls._nested_lists:
+                v = [cls._nested_lists[f.name]._from(x) for x in v]  # type: ignore[attr-defined]
+            values[f.name] = v
+        return cls(**values)
+
+    @classmethod
+    def _maybe(cls: type[_R], data: Mapping[str, Any] | None) -> _R | None:
+        return None if data is None else cls._from(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain ``dict`` (nested records become dicts too)."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(repr(v))}</td></tr>"
+            for k, v in self.to_dict().items()
+        )
+        return f"<table><caption>{type(self).__name__}</caption>{rows}</table>"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim(_Record):
+    """A leased message. Pass it back to ``heartbeat``/``complete``/``fail``."""
+
+    message_id: str
+    conversation_id: str
+    agent_key: str
+    worker_id: str
+    lease_id: str
+    lease_expires_at: int
+    attempt: int
+    priority: int
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Job(_Record):
+    """A message as listed by the queue."""
+
+    message_id: str
+    conversation_id: str
+    agent_key: str
+    status: str
+    priority: int
+    scheduled_for: int
+    next_retry_at: int | None
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    claimed_by: str | None
+    lease_expires_at: int | None
+    created_at: int
+    finished_at: int | None
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats(_Record):
+    """Queue counters at one instant."""
+
+    queued_ready: int
+    queued_delayed: int
+    processing: int
+    dead_letter: int
+    oldest_ready_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationCounts(_Record):
+    """Scheduler counts: claimable conversations, and those plus in-flight ones."""
+
+    ready: int
+    active: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry(_Record):
+    """One turn of a conversation's history."""
+
+    role: str
+    content: str
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationView(_Record):
+    """A conversation with its bounded history and recent messages (newest first)."""
+
+    _nested_lists: ClassVar[Mapping[str, type]] = {"context_history": HistoryEntry, "queue_items": Job}
+
+    conversation_id: str
+    agent_key: str
+    state: str
+    context_history: list[HistoryEntry]
+    queue_items: list[Job]
+    has_queued_jobs: bool
+    locked_by: str | None
+    last_user_message_at: int | None
+    last_assistant_message_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FailOutcome(_Record):
+    """What ``fail`` did: retried later, dead-lettered, or nothing (lease lost)."""
+
+    requeued: bool
+    dead_lettered: bool
+    next_scheduled_for: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseOutcome(_Record):
+    """Counts of one lease-recovery pass."""
+
+    requeued: int
+    dead_lettered: int
+    unlocked: int
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment(_Record):
+    """The conversation a sticky (or pre-assigned) worker owns."""
+
+    conversation_id: str
+    agent_key: str
+    lease_id: str
+    assigned_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Worker(_Record):
+    """A worker row."""
+
+    _nested: ClassVar[Mapping[str, type]] = {"assignment": Assignment}
+
+    worker_id: str
+    provider: str
+    mode: str
+    status: str
+    load: int
+    heartbeat_at: int
+    last_claim_at: int | None
+    scheduled_shutdown_at: int | None
+    stopped_at: int | None
+    stop_reason: str | None
+    last_snapshot_id: str | None
+    machine_id: str | None
+    app_name: str | None
+    region: str | None
+    volume_id: str | None
+    assignment: Assignment | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ControlState(_Record):
+    """Whether a worker should stop, and why (``unknown``, ``draining``, ``stopping``,
+    ``stopped``, ``overdue_shutdown``, ``stale_heartbeat``)."""
+
+    should_stop: bool
+    reason: str | None
+    reasons: list[str]
+    status: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats(_Record):
+    """Counts over workers."""
+
+    active_count: int
+    idle_count: int
+    by_status: dict[str, int]
+
+    @classmethod
+    def _from(cls, data: Mapping[str, Any]) -> WorkerStats:
+        return cls(data["active_count"], data["idle_count"], {k: v for k, v in data["by_status"]})
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeConfig(_Record):
+    """Agent-bridge settings of an agent profile."""
+
+    enabled: bool = False
+    base_url: str | None = None
+    service_id: str | None = None
+    app_key: str | None = None
+    service_key_secret_ref: str | None = None
+    app_base_url_map_json_secret_ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentProfile(_Record):
+    """An agent profile."""
+
+    _nested: ClassVar[Mapping[str, type]] = {"bridge_config": BridgeConfig}
+
+    agent_key: str
+    version: str
+    secrets_ref: list[str]
+    bot_identity: str | None
+    bridge_config: BridgeConfig | None
+    enabled: bool
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedSecret(_Record):
+    """Result of importing a secret version."""
+
+    secret_id: int
+    secret_ref: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class SecretStatus(_Record):
+    """Whether a secret reference has an active version (never its value)."""
+
+    secret_ref: str
+    has_active: bool
+    version: int | None
+    updated_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeRuntimeConfig(_Record):
+    """Resolved agent-bridge settings handed to a worker."""
+
+    base_url: str | None
+    app_base_url_map_json: str | None
+    service_id: str | None
+    app_key: str | None
+    service_key: str | None
+    service_key_secret_ref: str | None
+    bot_identity: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HydrationBundle(_Record):
+    """Everything a worker needs to process one claimed message (contains secrets)."""
+
+    _nested: ClassVar[Mapping[str, type]] = {"bridge_runtime_config": BridgeRuntimeConfig}
+    _nested_lists: ClassVar[Mapping[str, type]] = {"context_history": HistoryEntry}
+
+    message_id: str
+    conversation_id: str
+    agent_key: str
+    payload: dict[str, Any]
+    context_history: list[HistoryEntry]
+    telegram_bot_token: str | None
+    bridge_runtime_config: BridgeRuntimeConfig | None
+    lease_expires_at: int | None
+
+    def __repr__(self) -> str:  # never print secrets by accident
+        token = "<set>" if self.telegram_bot_token else None
+        return (
+            f"HydrationBundle(message_id={self.message_id!r}, conversation_id={self.conversation_id!r}, "
+            f"agent_key={self.agent_key!r}, history={len(self.context_history)} entries, telegram_bot_token={token!r}, "
+            f"bridge={'<set>' if self.bridge_runtime_config else None})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MessageConfig(_Record):
+    """Message settings: the global system prompt and attachment retention."""
+
+    system_prompt: str | None = None
+    telegram_attachment_retention_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig(_Record):
+    """Where workers run: ``local`` processes or ``fly`` machines."""
+
+    kind: str = "local"
+    app_name: str = ""
+    organization_slug: str = ""
+    image: str = ""
+    region: str = ""
+    volume_name: str = ""
+    volume_path: str = "/data"
+    volume_size_gb: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult(_Record):
+    """Result of appending conversation history."""
+
+    updated: bool
+    message_count: int

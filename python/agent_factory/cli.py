@@ -1,0 +1,1 @@
+"""The ``agent-factory`` command line (filled in below)."""

@@ -1,0 +1,45 @@
+"""pytest plugin: fixtures that give a test a working agent-factory in one line.
+
+Registered through the ``pytest11`` entry point, so installing the package makes
+these fixtures available everywhere:
+
+- ``manual_clock``: a :class:`ManualClock` starting at 2026-01-01T00:00:00Z;
+- ``factory_path``: a fresh database path in ``tmp_path``;
+- ``factory``: a :class:`Factory` on that path, driven by ``manual_clock``;
+- ``async_factory``: an :class:`AsyncFactory` on the same file and clock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from . import AsyncFactory, Factory, ManualClock
+
+#: 2026-01-01T00:00:00Z, the default start of ``manual_clock``.
+EPOCH_2026_MS = 1_767_225_600_000
+
+
+@pytest.fixture
+def manual_clock() -> ManualClock:
+    """A clock that only moves when the test says so."""
+    return ManualClock(EPOCH_2026_MS)
+
+
+@pytest.fixture
+def factory_path(tmp_path: Path) -> Path:
+    """A database path inside the test's temporary directory."""
+    return tmp_path / "factory.db"
+
+
+@pytest.fixture
+def factory(factory_path: Path, manual_clock: ManualClock) -> Factory:
+    """A blocking factory on a fresh file database."""
+    return Factory(factory_path, clock=manual_clock)
+
+
+@pytest.fixture
+def async_factory(factory_path: Path, manual_clock: ManualClock) -> AsyncFactory:
+    """An asyncio factory on the same fresh database file as ``factory``."""
+    return AsyncFactory(factory_path, clock=manual_clock)

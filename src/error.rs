@@ -1,0 +1,75 @@
+//! The one error type of the core.
+//!
+//! Every public operation returns [`Result`]. Kinds mean something to a caller:
+//! bad input, an unknown id, a lost claim/lease, a forbidden state transition,
+//! a remote provider failure, or storage trouble. Messages name the field or id.
+//! A failed operation has written nothing: each runs in one transaction.
+
+use thiserror::Error;
+
+/// Errors raised by the agent-factory core.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The caller passed a value that is missing, malformed or out of range.
+    #[error("{0}")]
+    Validation(String),
+    /// An id named by the caller does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The operation lost a race: a lease, claim or ownership is held elsewhere.
+    #[error("{0}")]
+    Conflict(String),
+    /// The operation is not allowed from the current state.
+    #[error("{0}")]
+    InvalidState(String),
+    /// A remote provider (Fly Machines, Telegram) failed.
+    #[error("{0}")]
+    Provider(String),
+    /// SQLite, the blob store or the file system failed.
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// Result alias used across the core.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Shorthand for a validation error.
+    pub fn validation(msg: impl Into<String>) -> Self {
+        Error::Validation(msg.into())
+    }
+    /// Shorthand for a not-found error.
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        Error::NotFound(msg.into())
+    }
+    /// Shorthand for an invalid-state error.
+    pub fn invalid_state(msg: impl Into<String>) -> Self {
+        Error::InvalidState(msg.into())
+    }
+    /// Shorthand for a conflict error.
+    pub fn conflict(msg: impl Into<String>) -> Self {
+        Error::Conflict(msg.into())
+    }
+    /// Shorthand for a storage error.
+    pub fn storage(msg: impl Into<String>) -> Self {
+        Error::Storage(msg.into())
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(err: rusqlite::Error) -> Self {
+        Error::Storage(format!("sqlite: {err}"))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        Error::Storage(format!("io: {err}"))
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(err: serde_json::Error) -> Self {
+        Error::Storage(format!("stored JSON is corrupt: {err}"))
+    }
+}

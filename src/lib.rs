@@ -1,0 +1,24 @@
+//! agent-factory: the control plane for fleets of chat agents.
+//!
+//! The core (everything outside `py`) is plain Rust over SQLite and is tested
+//! with `cargo test`; `py` holds the thin pyo3 bindings that the Python package
+//! `agent_factory` wraps.
+
+pub mod agents;
+pub mod blobs;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod factory;
+pub mod hydration;
+pub mod ids;
+pub mod queue;
+pub mod secrets;
+pub mod settings;
+pub mod store;
+pub mod workers;
+
+mod py;
+
+pub use error::{Error, Result};
+pub use factory::{Factory, FactoryOptions};

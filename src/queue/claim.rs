@@ -1,0 +1,219 @@
+//! `claim`: lease the next message for a worker.
+//!
+//! One transaction: recover a few expired leases, promote due conversations,
+//! then pick one ready conversation head through the `conversations_ready`
+//! partial index (so the cost does not grow with finished messages or with the
+//! backlog of busy conversations) and lease it.
+//!
+//! Rules: only `active` workers claim; a worker with an assignment (sticky owner
+//! or pre-assigned by the scheduler) claims only that conversation; a
+//! conversation assigned to another active worker with a fresh heartbeat is
+//! skipped (exclusive ownership) until that owner goes stale (takeover); sticky
+//! workers take ownership of what they claim, pooled workers do not.
+
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use super::{conversations, recovery, Claim};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::factory::Factory;
+use crate::ids;
+use crate::workers::{self, validate_worker_id, Assignment, Worker, WorkerMode, WorkerStatus};
+
+/// Expired leases recovered inline by each claim (the control loop does the rest).
+const INLINE_RECOVERY: i64 = 16;
+
+/// Options of a claim.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimOptions {
+    /// Only this conversation.
+    pub conversation_id: Option<String>,
+    /// Mode used when the claim registers an unknown worker (`None` = sticky).
+    pub mode: Option<WorkerMode>,
+}
+
+struct Candidate {
+    conv_ref: i64,
+    conversation_id: String,
+    agent_key: String,
+    message: i64,
+}
+
+const NOT_OWNED_ELSEWHERE: &str = "NOT EXISTS (SELECT 1 FROM workers o
+      WHERE o.assignment_conversation_id = c.conversation_id AND o.assignment_agent_key = c.agent_key
+        AND o.worker_id <> ?2 AND o.status = 'active' AND o.heartbeat_at > ?3)";
+
+fn pick(
+    tx: &Transaction<'_>,
+    worker_id: &str,
+    target: Option<&str>,
+    now: i64,
+    stale_cutoff: i64,
+) -> Result<Option<Candidate>> {
+    let map = |r: &rusqlite::Row<'_>| {
+        Ok(Candidate {
+            conv_ref: r.get(0)?,
+            conversation_id: r.get(1)?,
+            agent_key: r.get(2)?,
+            message: r.get(3)?,
+        })
+    };
+    let found = match target {
+        Some(conversation_id) => {
+            let sql = format!(
+                "SELECT c.id, c.conversation_id, c.agent_key, c.head_message FROM conversations c
+                 WHERE c.conversation_id = ?4 AND c.state = 'ready' AND c.head_ready_at <= ?1 AND {NOT_OWNED_ELSEWHERE}"
+            );
+            tx.prepare_cached(&sql)?
+                .query_row(params![now, worker_id, stale_cutoff, conversation_id], map)
+                .optional()?
+        }
+        None => {
+            let sql = format!(
+                "SELECT c.id, c.conversation_id, c.agent_key, c.head_message FROM conversations c
+                 WHERE c.state = 'ready' AND c.head_ready_at <= ?1 AND {NOT_OWNED_ELSEWHERE}
+                 ORDER BY c.head_priority DESC, c.head_order_at, c.head_message LIMIT 1"
+            );
+            tx.prepare_cached(&sql)?
+                .query_row(params![now, worker_id, stale_cutoff], map)
+                .optional()?
+        }
+    };
+    Ok(found)
+}
+
+fn register_or_load(
+    tx: &Transaction<'_>,
+    worker_id: &str,
+    mode: WorkerMode,
+    now: i64,
+) -> Result<Worker> {
+    if let Some(w) = workers::get_in(tx, worker_id)? {
+        return Ok(w);
+    }
+    tx.prepare_cached(
+        "INSERT INTO workers(worker_id, provider, mode, status, load, heartbeat_at, created_at) VALUES (?1, 'local', ?2, 'active', 0, ?3, ?3)",
+    )?
+    .execute(params![worker_id, mode.as_str(), now])?;
+    workers::get_in(tx, worker_id)?
+        .ok_or_else(|| Error::storage("worker vanished after registration"))
+}
+
+/// Claim inside an open transaction (shared by `claim` and `complete(claim_next)`).
+pub(crate) fn claim_in(
+    tx: &Transaction<'_>,
+    cfg: &Config,
+    worker_id: &str,
+    opts: &ClaimOptions,
+    now: i64,
+) -> Result<Option<Claim>> {
+    recovery::release_expired_in(tx, cfg, now, INLINE_RECOVERY)?;
+    conversations::promote_due(tx, now)?;
+    let existing = workers::get_in(tx, worker_id)?;
+    if existing
+        .as_ref()
+        .is_some_and(|w| w.status != WorkerStatus::Active)
+    {
+        return Ok(None);
+    }
+    let assignment = existing.as_ref().and_then(|w| w.assignment.clone());
+    if let (Some(a), Some(wanted)) = (&assignment, &opts.conversation_id) {
+        if &a.conversation_id != wanted {
+            workers::touch_in(tx, worker_id, now)?;
+            return Ok(None);
+        }
+    }
+    let target = assignment
+        .as_ref()
+        .map(|a| a.conversation_id.as_str())
+        .or(opts.conversation_id.as_deref());
+    let stale_cutoff = now - cfg.lease.stale_after_ms;
+    let candidate = pick(tx, worker_id, target, now, stale_cutoff)?.filter(|c| {
+        assignment
+            .as_ref()
+            .is_none_or(|a| a.agent_key == c.agent_key)
+    });
+    let Some(c) = candidate else {
+        workers::touch_in(tx, worker_id, now)?;
+        return Ok(None);
+    };
+    let worker = match existing {
+        Some(w) => w,
+        None => register_or_load(tx, worker_id, opts.mode.unwrap_or(WorkerMode::Sticky), now)?,
+    };
+    let lease_id = ids::new_lease_id();
+    let expires = now + cfg.lease.lease_ms;
+    let (payload, attempts, priority): (String, i64, i64) = tx
+        .prepare_cached(
+            "UPDATE messages SET status = 'processing', claimed_by = ?2, lease_id = ?3, lease_expires_at = ?4, claimed_at = ?5
+             WHERE id = ?1 AND status = 'queued' RETURNING payload, attempts, priority",
+        )?
+        .query_row(params![c.message, worker_id, lease_id, expires, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    tx.prepare_cached(
+        "UPDATE conversations SET state = 'busy', lock_message = ?2, lock_lease_id = ?3, lock_worker_id = ?4,
+           lock_expires_at = ?5, lock_heartbeat_at = ?6 WHERE id = ?1",
+    )?
+    .execute(params![c.conv_ref, c.message, lease_id, worker_id, expires, now])?;
+    let keeps_assignment = worker.mode == WorkerMode::Sticky || worker.assignment.is_some();
+    let assignment = keeps_assignment.then(|| Assignment {
+        conversation_id: c.conversation_id.clone(),
+        agent_key: c.agent_key.clone(),
+        lease_id: lease_id.clone(),
+        assigned_at: worker
+            .assignment
+            .as_ref()
+            .map(|a| a.assigned_at)
+            .unwrap_or(now),
+    });
+    let a = assignment.as_ref();
+    tx.prepare_cached(
+        "UPDATE workers SET load = load + 1, heartbeat_at = max(heartbeat_at, ?2), last_claim_at = ?2,
+           scheduled_shutdown_at = NULL, stopped_at = NULL, assignment_conversation_id = ?3, assignment_agent_key = ?4,
+           assignment_lease_id = ?5, assignment_assigned_at = ?6
+         WHERE worker_id = ?1",
+    )?
+    .execute(params![
+        worker_id,
+        now,
+        a.map(|a| &a.conversation_id),
+        a.map(|a| &a.agent_key),
+        a.map(|a| &a.lease_id),
+        a.map(|a| a.assigned_at)
+    ])?;
+    Ok(Some(Claim {
+        message_id: ids::message_id(c.message),
+        conversation_id: c.conversation_id,
+        agent_key: c.agent_key,
+        worker_id: worker_id.to_string(),
+        lease_id,
+        lease_expires_at: expires,
+        attempt: attempts + 1,
+        priority,
+        payload: serde_json::from_str(&payload)?,
+    }))
+}
+
+/// Validate claim arguments.
+pub(crate) fn check(worker_id: &str, opts: &ClaimOptions) -> Result<()> {
+    validate_worker_id(worker_id)?;
+    if let Some(c) = &opts.conversation_id {
+        conversations::validate_conversation_id(c)?;
+    }
+    Ok(())
+}
+
+impl Factory {
+    /// Lease the next message for `worker_id`, or `None` when nothing is claimable for it.
+    pub fn claim(
+        &self,
+        worker_id: &str,
+        opts: &ClaimOptions,
+        now_ms: Option<i64>,
+    ) -> Result<Option<Claim>> {
+        check(worker_id, opts)?;
+        let cfg = self.config();
+        let now = self.now(now_ms);
+        self.store
+            .write(|tx| claim_in(tx, &cfg, worker_id, opts, now))
+    }
+}

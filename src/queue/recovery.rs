@@ -1,0 +1,93 @@
+//! Lease recovery: messages whose lease expired go back to their conversation.
+//!
+//! An expired lease counts as a failed attempt (the original did not count it,
+//! so a message that crashed every worker looped forever): it is retried with
+//! backoff or dead-lettered at `max_attempts`. The conversation lock is released
+//! and the holder's load and sticky assignment are cleared, without refreshing
+//! the holder's heartbeat (it is probably dead).
+
+use rusqlite::{params, Transaction};
+
+use super::conversations;
+use super::settle::retry_or_bury;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::factory::Factory;
+use crate::workers;
+
+/// Error recorded on a message whose lease expired.
+pub const LEASE_EXPIRED: &str = "Lease expired while processing";
+
+/// Counts from one recovery pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReleaseOutcome {
+    /// Messages put back in the queue.
+    pub requeued: i64,
+    /// Messages dead-lettered because the expiry was their last attempt.
+    pub dead_lettered: i64,
+    /// Conversation locks released.
+    pub unlocked: i64,
+}
+
+/// Recover up to `limit` expired leases inside `tx`.
+pub(crate) fn release_expired_in(
+    tx: &Transaction<'_>,
+    cfg: &Config,
+    now: i64,
+    limit: i64,
+) -> Result<ReleaseOutcome> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT m.id, m.conversation_ref, c.conversation_id, m.claimed_by, m.attempts, m.max_attempts, c.lock_message = m.id
+         FROM messages m JOIN conversations c ON c.id = m.conversation_ref
+         WHERE m.status = 'processing' AND m.lease_expires_at <= ?1 ORDER BY m.lease_expires_at LIMIT ?2",
+    )?;
+    type Expired = (i64, i64, String, Option<String>, i64, i64, Option<bool>);
+    let expired: Vec<Expired> = stmt
+        .query_map(params![now, limit], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    drop(stmt);
+    let mut out = ReleaseOutcome::default();
+    for (key, conv_ref, conversation_id, claimed_by, attempts, max_attempts, locked) in expired {
+        let outcome = retry_or_bury(tx, cfg, key, attempts, max_attempts, LEASE_EXPIRED, now)?;
+        out.requeued += i64::from(outcome.requeued);
+        out.dead_lettered += i64::from(outcome.dead_lettered);
+        out.unlocked += i64::from(locked.unwrap_or(false));
+        conversations::refresh_head(tx, conv_ref, now)?;
+        if let Some(worker) = claimed_by {
+            workers::release_load(
+                tx,
+                &worker,
+                now,
+                cfg.scaling.idle_timeout_ms,
+                false,
+                Some(&conversation_id),
+            )?;
+        }
+    }
+    Ok(out)
+}
+
+impl Factory {
+    /// Requeue (or dead-letter) messages whose lease expired; at most `limit` per call.
+    pub fn release_stuck_jobs(&self, limit: i64, now_ms: Option<i64>) -> Result<ReleaseOutcome> {
+        if !(1..=100_000).contains(&limit) {
+            return Err(Error::validation(format!(
+                "limit must be within 1..=100000, got {limit}"
+            )));
+        }
+        let cfg = self.config();
+        let now = self.now(now_ms);
+        self.store
+            .write(|tx| release_expired_in(tx, &cfg, now, limit))
+    }
+}

@@ -1,0 +1,182 @@
+//! Numbered schema migrations, applied in order at open.
+//!
+//! `PRAGMA user_version` records how many have run. Each migration runs inside
+//! the opening `BEGIN IMMEDIATE` transaction, so two processes opening a fresh
+//! file at once apply it exactly once. Migrations are append-only: never edit a
+//! released one, add the next number instead.
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+
+/// Migration 1: agents, conversations, messages, attachments, history, workers,
+/// secrets and runtime config.
+const V1: &str = r#"
+CREATE TABLE agents (
+  agent_key      TEXT PRIMARY KEY,
+  version        TEXT NOT NULL,
+  secrets_ref    TEXT NOT NULL,
+  bot_identity   TEXT,
+  bridge_config  TEXT,
+  enabled        INTEGER NOT NULL,
+  created_at     INTEGER NOT NULL,
+  updated_at     INTEGER NOT NULL
+);
+CREATE INDEX agents_bot_identity ON agents(bot_identity) WHERE bot_identity IS NOT NULL;
+
+-- One row per conversation. `state` summarises its pending messages:
+--   idle    nothing pending;
+--   waiting the head (oldest pending message) is not due yet (schedule or retry backoff);
+--   ready   the head may be claimed now;
+--   busy    a message of this conversation is in flight (lock_* set).
+-- The head_* columns copy the head message so claim reads one index only.
+CREATE TABLE conversations (
+  id                INTEGER PRIMARY KEY,
+  conversation_id   TEXT NOT NULL UNIQUE,
+  agent_key         TEXT NOT NULL,
+  state             TEXT NOT NULL DEFAULT 'idle' CHECK (state IN ('idle','waiting','ready','busy')),
+  head_message      INTEGER,
+  head_priority     INTEGER,
+  head_order_at     INTEGER,
+  head_ready_at     INTEGER,
+  lock_message      INTEGER,
+  lock_lease_id     TEXT,
+  lock_worker_id    TEXT,
+  lock_expires_at   INTEGER,
+  lock_heartbeat_at INTEGER,
+  created_at        INTEGER NOT NULL
+);
+CREATE INDEX conversations_ready ON conversations(head_priority DESC, head_order_at, head_message) WHERE state = 'ready';
+CREATE INDEX conversations_waiting ON conversations(head_ready_at) WHERE state = 'waiting';
+CREATE INDEX conversations_agent ON conversations(agent_key);
+
+CREATE TABLE messages (
+  id               INTEGER PRIMARY KEY AUTOINCREMENT,
+  conversation_ref INTEGER NOT NULL REFERENCES conversations(id),
+  agent_key        TEXT NOT NULL,
+  payload          TEXT NOT NULL,
+  status           TEXT NOT NULL CHECK (status IN ('queued','processing','done','dead_letter')),
+  priority         INTEGER NOT NULL,
+  scheduled_for    INTEGER NOT NULL,
+  ready_at         INTEGER NOT NULL,
+  attempts         INTEGER NOT NULL DEFAULT 0,
+  max_attempts     INTEGER NOT NULL,
+  claimed_by       TEXT,
+  lease_id         TEXT,
+  lease_expires_at INTEGER,
+  claimed_at       INTEGER,
+  last_error       TEXT,
+  next_retry_at    INTEGER,
+  dead_lettered_at INTEGER,
+  finished_at      INTEGER,
+  created_at       INTEGER NOT NULL
+);
+CREATE INDEX messages_pending ON messages(conversation_ref, scheduled_for, id) WHERE status = 'queued';
+CREATE INDEX messages_leases ON messages(lease_expires_at) WHERE status = 'processing';
+CREATE INDEX messages_dead ON messages(dead_lettered_at) WHERE status = 'dead_letter';
+CREATE INDEX messages_conversation ON messages(conversation_ref, id);
+
+CREATE TABLE message_attachments (
+  id               INTEGER PRIMARY KEY,
+  message_ref      INTEGER NOT NULL REFERENCES messages(id),
+  conversation_id  TEXT NOT NULL,
+  agent_key        TEXT NOT NULL,
+  provider         TEXT NOT NULL,
+  kind             TEXT NOT NULL CHECK (kind IN ('photo','video','audio','voice','document')),
+  status           TEXT NOT NULL CHECK (status IN ('ready','expired')),
+  blob_sha256      TEXT NOT NULL,
+  telegram_file_id TEXT NOT NULL,
+  file_name        TEXT,
+  mime_type        TEXT,
+  size_bytes       INTEGER,
+  created_at       INTEGER NOT NULL,
+  expires_at       INTEGER NOT NULL
+);
+CREATE INDEX message_attachments_message ON message_attachments(message_ref);
+CREATE INDEX message_attachments_expiry ON message_attachments(expires_at) WHERE status = 'ready';
+
+CREATE TABLE conversation_history (
+  id               INTEGER PRIMARY KEY,
+  conversation_ref INTEGER NOT NULL REFERENCES conversations(id),
+  role             TEXT NOT NULL CHECK (role IN ('system','user','assistant','tool')),
+  content          TEXT NOT NULL,
+  at               INTEGER NOT NULL
+);
+CREATE INDEX conversation_history_conversation ON conversation_history(conversation_ref, id);
+
+CREATE TABLE hydration_cache (
+  conversation_ref  INTEGER PRIMARY KEY REFERENCES conversations(id),
+  snapshot_key      TEXT NOT NULL,
+  last_hydrated_at  INTEGER NOT NULL,
+  delta_fingerprint TEXT NOT NULL
+);
+
+CREATE TABLE workers (
+  worker_id              TEXT PRIMARY KEY,
+  provider               TEXT NOT NULL,
+  mode                   TEXT NOT NULL CHECK (mode IN ('sticky','pooled')),
+  status                 TEXT NOT NULL CHECK (status IN ('active','draining','stopping','stopped')),
+  load                   INTEGER NOT NULL DEFAULT 0,
+  heartbeat_at           INTEGER NOT NULL,
+  last_claim_at          INTEGER,
+  scheduled_shutdown_at  INTEGER,
+  stopped_at             INTEGER,
+  stop_reason            TEXT,
+  last_snapshot_id       TEXT,
+  machine_id             TEXT,
+  app_name               TEXT,
+  region                 TEXT,
+  volume_id              TEXT,
+  assignment_conversation_id TEXT,
+  assignment_agent_key   TEXT,
+  assignment_lease_id    TEXT,
+  assignment_assigned_at INTEGER,
+  created_at             INTEGER NOT NULL
+);
+CREATE INDEX workers_assignment ON workers(assignment_conversation_id) WHERE assignment_conversation_id IS NOT NULL;
+CREATE INDEX workers_status ON workers(status, heartbeat_at);
+
+CREATE TABLE secrets (
+  id           INTEGER PRIMARY KEY,
+  secret_ref   TEXT NOT NULL,
+  version      INTEGER NOT NULL,
+  algorithm    TEXT NOT NULL,
+  key_id       TEXT NOT NULL,
+  nonce        BLOB NOT NULL,
+  ciphertext   BLOB NOT NULL,
+  active       INTEGER NOT NULL,
+  rotated_from INTEGER,
+  metadata     TEXT,
+  created_at   INTEGER NOT NULL,
+  UNIQUE (secret_ref, version)
+);
+CREATE UNIQUE INDEX secrets_active ON secrets(secret_ref) WHERE active = 1;
+
+CREATE TABLE runtime_config (
+  key        TEXT PRIMARY KEY,
+  value      TEXT NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+"#;
+
+/// All migrations in order; index + 1 is the resulting `user_version`.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// Latest schema version this build knows.
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// Apply every migration newer than the file's `user_version`.
+/// The caller holds a write transaction on `conn`.
+pub fn apply(conn: &Connection) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > LATEST {
+        return Err(Error::storage(format!(
+            "database schema version {current} is newer than this agent-factory build supports ({LATEST}); upgrade the package"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        conn.execute_batch(sql)?;
+        conn.pragma_update(None, "user_version", index as i64 + 1)?;
+    }
+    Ok(())
+}
