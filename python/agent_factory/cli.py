@@ -1,1 +1,283 @@
-"""The ``agent-factory`` command line (filled in below)."""
+"""The ``agent-factory`` command line.
+
+Commands:
+
+- ``demo``: run the queue end to end on the embedded default (a temporary
+  database, a demo agent, thousands of messages across hundreds of
+  conversations, several pooled workers) and print a report;
+- ``status``: queue counters and workers of a database.
+
+Exit codes: 0 success, 1 a check failed (e.g. the demo saw an ordering
+violation), 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import AgentFactoryError, Factory, ValidationError
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass
+class DemoResult:
+    """What the demo measured."""
+
+    messages: int
+    conversations: int
+    workers: int
+    done: int
+    dead_letter: int
+    duplicates: int
+    order_violations: int
+    enqueue_seconds: float
+    drain_seconds: float
+    latencies_ms: list[float] = field(default_factory=list)
+    per_worker: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.done == self.messages and self.duplicates == 0 and self.order_violations == 0
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "conversations": self.conversations,
+            "workers": self.workers,
+            "done": self.done,
+            "dead_letter": self.dead_letter,
+            "duplicates": self.duplicates,
+            "order_violations": self.order_violations,
+            "order_verified": self.order_violations == 0 and self.duplicates == 0,
+            "enqueue_seconds": round(self.enqueue_seconds, 4),
+            "drain_seconds": round(self.drain_seconds, 4),
+            "enqueue_per_second": round(self.messages / self.enqueue_seconds) if self.enqueue_seconds else None,
+            "drain_per_second": round(self.done / self.drain_seconds) if self.drain_seconds else None,
+            "claim_to_complete_p50_ms": round(self.percentile(0.50), 3),
+            "claim_to_complete_p99_ms": round(self.percentile(0.99), 3),
+            "per_worker": self.per_worker,
+            "ok": self.ok,
+        }
+
+
+def run_demo(
+    factory: Factory,
+    *,
+    messages: int,
+    conversations: int,
+    workers: int,
+    batch: int = 500,
+    on_progress: Any = None,
+) -> DemoResult:
+    """Enqueue ``messages`` over ``conversations`` and drain them with ``workers`` pooled
+    worker threads; verify that each conversation was processed in order, exactly once."""
+    factory.agents.upsert_agent("demo-agent", version="1.0.0", secrets_ref=[])
+    started = time.perf_counter()
+    items = [
+        {
+            "conversation_id": f"demo:conversation:{i % conversations}",
+            "agent_key": "demo-agent",
+            "payload": {
+                "provider": "demo",
+                "providerUserId": f"user-{i % conversations}",
+                "messageText": f"message {i // conversations} of conversation {i % conversations}",
+                "metadata": {"seq": str(i // conversations)},
+            },
+        }
+        for i in range(messages)
+    ]
+    for start in range(0, messages, batch):
+        factory.queue.enqueue_many(items[start : start + batch])
+    enqueue_seconds = time.perf_counter() - started
+
+    seen: dict[str, list[int]] = defaultdict(list)
+    latencies: list[float] = []
+    per_worker: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def work(worker_id: str) -> None:
+        handle = factory.worker(worker_id, mode="pooled")
+        count, local_latencies, idle_polls = 0, [], 0
+        claim = handle.claim()
+        while True:
+            if claim is None:
+                # Nothing claimable right now: other workers hold the remaining conversations.
+                if factory.queue.stats().queued_ready == 0 and factory.queue.stats().processing == 0:
+                    break
+                idle_polls += 1
+                time.sleep(0.0005)
+                claim = handle.claim()
+                continue
+            t0 = time.perf_counter()
+            seq = int(claim.payload["metadata"]["seq"])  # the handler reads its message
+            with lock:
+                seen[claim.conversation_id].append(seq)
+            claim_next = handle.complete(claim, claim_next=True)
+            local_latencies.append((time.perf_counter() - t0) * 1000)
+            count += 1
+            if on_progress is not None:
+                on_progress(1)
+            claim = claim_next
+        with lock:
+            latencies.extend(local_latencies)
+            per_worker[worker_id] = count
+
+    drain_started = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(f"demo-worker-{n}",), daemon=True) for n in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    drain_seconds = time.perf_counter() - drain_started
+
+    duplicates = sum(len(s) - len(set(s)) for s in seen.values())
+    violations = sum(1 for s in seen.values() for a, b in zip(s, s[1:]) if b <= a)
+    stats = factory.queue.stats()
+    done = sum(len(set(s)) for s in seen.values())
+    return DemoResult(
+        messages=messages,
+        conversations=conversations,
+        workers=workers,
+        done=done,
+        dead_letter=stats.dead_letter,
+        duplicates=duplicates,
+        order_violations=violations,
+        enqueue_seconds=enqueue_seconds,
+        drain_seconds=drain_seconds,
+        latencies_ms=latencies,
+        per_worker=dict(sorted(per_worker.items())),
+    )
+
+
+def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    if args.messages < 1 or args.conversations < 1 or args.workers < 1:
+        raise ValidationError("--messages, --conversations and --workers must be positive")
+    with tempfile.TemporaryDirectory(prefix="agent-factory-demo-") as tmp:
+        path = args.db or os.path.join(tmp, "demo.db")
+        factory = Factory(path, durable=args.durable)
+        if args.json:
+            result = run_demo(factory, messages=args.messages, conversations=args.conversations, workers=args.workers)
+        else:
+            console.print(
+                f"[bold]agent-factory demo[/]: {args.messages} messages over {args.conversations} conversations, "
+                f"{args.workers} pooled workers, database {path} ({'durable' if args.durable else 'default durability'})"
+            )
+            with Progress(
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
+            ) as progress:
+                task = progress.add_task("processing", total=args.messages)
+                result = run_demo(
+                    factory,
+                    messages=args.messages,
+                    conversations=args.conversations,
+                    workers=args.workers,
+                    on_progress=lambda n: progress.advance(task, n),
+                )
+    report = result.to_dict()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        table = Table(title="demo report", show_header=False)
+        for key in (
+            "done", "dead_letter", "duplicates", "order_verified", "enqueue_per_second", "drain_per_second",
+            "claim_to_complete_p50_ms", "claim_to_complete_p99_ms",
+        ):
+            table.add_row(key.replace("_", " "), str(report[key]))
+        table.add_row("messages per worker", ", ".join(f"{k}={v}" for k, v in report["per_worker"].items()))
+        console.print(table)
+        console.print("[green]OK[/]: every message done once, each conversation in order" if result.ok else "[red]FAILED[/]")
+    return EXIT_OK if result.ok else EXIT_CHECK_FAILED
+
+
+def _cmd_status(args: argparse.Namespace, console: Console) -> int:
+    if not args.db:
+        raise ValidationError("status needs --db PATH or AGENT_FACTORY_DB")
+    if not os.path.exists(args.db):
+        raise ValidationError(f"no database at {args.db}")
+    f = Factory(args.db)
+    stats = f.queue.stats()
+    workers = f.workers.stats()
+    dead = f.queue.list_jobs("dead_letter", limit=10)
+    data = {
+        "queue": stats.to_dict(),
+        "workers": workers.to_dict(),
+        "dead_letters": [{"message_id": j.message_id, "conversation_id": j.conversation_id, "last_error": j.last_error} for j in dead],
+    }
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    table = Table(title=f"queue {args.db}", show_header=False)
+    for k, v in data["queue"].items():
+        table.add_row(k.replace("_", " "), str(v))
+    for status, n in workers.by_status.items():
+        table.add_row(f"workers {status}", str(n))
+    console.print(table)
+    if dead:
+        dl = Table(title="recent dead letters")
+        for col in ("message", "conversation", "last error"):
+            dl.add_column(col)
+        for j in dead:
+            dl.add_row(j.message_id, j.conversation_id, j.last_error or "")
+        console.print(dl)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agent-factory", description="Control plane for fleets of chat agents.")
+    parser.add_argument("--db", default=os.environ.get("AGENT_FACTORY_DB"), help="database path (env AGENT_FACTORY_DB)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the queue end to end on a temporary database and report")
+    demo.add_argument("--messages", type=int, default=5000)
+    demo.add_argument("--conversations", type=int, default=300)
+    demo.add_argument("--workers", type=int, default=4)
+    demo.add_argument("--durable", action="store_true", help="fsync every commit (synchronous=FULL)")
+    demo.set_defaults(run=_cmd_demo)
+    status = sub.add_parser("status", help="queue counters, workers and dead letters")
+    status.set_defaults(run=_cmd_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``agent-factory`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console(stderr=False)
+    try:
+        return int(args.run(args, console))
+    except ValidationError as e:
+        print(f"agent-factory: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except AgentFactoryError as e:
+        print(f"agent-factory: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

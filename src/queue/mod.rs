@@ -19,6 +19,8 @@ pub mod payload;
 mod recovery;
 mod settle;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use serde_json::Value;
 

@@ -1,0 +1,253 @@
+//! Core tests of claim ordering, FIFO after retries, fencing and recovery.
+
+use serde_json::json;
+
+use super::{ClaimOptions, EnqueueRequest};
+use crate::agents::AgentInput;
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::factory::{Factory, FactoryOptions};
+use crate::workers::WorkerMode;
+
+const T0: i64 = 1_767_225_600_000;
+
+fn factory() -> Factory {
+    let f = Factory::open(
+        ":memory:",
+        FactoryOptions {
+            clock: Clock::manual(T0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    f.upsert_agent(
+        AgentInput {
+            agent_key: "a".into(),
+            version: "1".into(),
+            enabled: true,
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
+    f
+}
+
+fn req(conv: &str, text: &str, priority: Option<i64>) -> EnqueueRequest {
+    EnqueueRequest {
+        conversation_id: conv.into(),
+        agent_key: "a".into(),
+        payload: json!({"provider": "test", "providerUserId": "u", "messageText": text}),
+        priority,
+        scheduled_for: None,
+        max_attempts: None,
+    }
+}
+
+fn pooled() -> ClaimOptions {
+    ClaimOptions {
+        conversation_id: None,
+        mode: Some(WorkerMode::Pooled),
+    }
+}
+
+fn text(c: &super::Claim) -> String {
+    c.payload["messageText"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn priority_then_age_across_conversations() {
+    let f = factory();
+    f.enqueue(&req("c1", "low-old", Some(10)), Some(T0))
+        .unwrap();
+    f.enqueue(&req("c2", "high", Some(90)), Some(T0 + 1))
+        .unwrap();
+    f.enqueue(&req("c3", "low-new", Some(10)), Some(T0 + 2))
+        .unwrap();
+    let order: Vec<String> = (0..3)
+        .map(|i| {
+            text(
+                &f.claim(&format!("w{i}"), &pooled(), Some(T0 + 10))
+                    .unwrap()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(order, ["high", "low-old", "low-new"]);
+}
+
+#[test]
+fn one_in_flight_per_conversation_and_no_head_of_line_blocking() {
+    let f = factory();
+    for i in 0..50 {
+        f.enqueue(&req("busy", &format!("b{i}"), Some(100)), None)
+            .unwrap();
+    }
+    f.enqueue(&req("other", "o0", Some(0)), None).unwrap();
+    let first = f.claim("w1", &pooled(), None).unwrap().unwrap();
+    assert_eq!(first.conversation_id, "busy");
+    // The busy conversation's 49 high-priority messages must not hide the other one.
+    let second = f.claim("w2", &pooled(), None).unwrap().unwrap();
+    assert_eq!(text(&second), "o0");
+    assert!(
+        f.claim("w3", &pooled(), None).unwrap().is_none(),
+        "busy conversation has one in flight"
+    );
+}
+
+#[test]
+fn fifo_within_a_conversation_survives_retries() {
+    let f = factory();
+    f.enqueue(&req("c", "m1", None), None).unwrap();
+    f.enqueue(&req("c", "m2", None), None).unwrap();
+    let c1 = f.claim("w", &pooled(), None).unwrap().unwrap();
+    assert_eq!(text(&c1), "m1");
+    let out = f
+        .fail("w", &c1.message_id, &c1.lease_id, "boom", None)
+        .unwrap();
+    assert!(out.requeued);
+    // m1 is backing off; m2 must not overtake it.
+    assert!(f.claim("w", &pooled(), None).unwrap().is_none());
+    f.clock().set(out.next_scheduled_for.unwrap());
+    let again = f.claim("w", &pooled(), None).unwrap().unwrap();
+    assert_eq!(text(&again), "m1");
+    assert_eq!(again.attempt, 2);
+    assert!(f
+        .complete("w", &again.message_id, &again.lease_id, None)
+        .unwrap());
+    assert_eq!(text(&f.claim("w", &pooled(), None).unwrap().unwrap()), "m2");
+}
+
+#[test]
+fn stale_owner_is_fenced_after_recovery() {
+    let f = factory();
+    f.enqueue(&req("c", "m1", None), None).unwrap();
+    let old = f.claim("w1", &pooled(), None).unwrap().unwrap();
+    f.clock().advance(f.config().lease.lease_ms + 1);
+    assert!(
+        !f.heartbeat("w1", &old.message_id, &old.lease_id, None)
+            .unwrap(),
+        "expired lease cannot be extended"
+    );
+    let out = f.release_stuck_jobs(10, None).unwrap();
+    assert_eq!((out.requeued, out.unlocked), (1, 1));
+    f.clock().advance(10_000);
+    let new = f.claim("w2", &pooled(), None).unwrap().unwrap();
+    assert_eq!(new.message_id, old.message_id);
+    assert_eq!(new.attempt, 2, "the expired lease counted as an attempt");
+    assert!(!f
+        .complete("w1", &old.message_id, &old.lease_id, None)
+        .unwrap());
+    assert!(
+        !f.fail("w1", &old.message_id, &old.lease_id, "late", None)
+            .unwrap()
+            .requeued
+    );
+    assert!(f
+        .complete("w2", &new.message_id, &new.lease_id, None)
+        .unwrap());
+    assert!(matches!(
+        f.complete("w2", "999", &new.lease_id, None),
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[test]
+fn repeated_lease_expiry_reaches_dead_letter() {
+    let f = factory();
+    let id = f
+        .enqueue(
+            &EnqueueRequest {
+                max_attempts: Some(2),
+                ..req("c", "poison", None)
+            },
+            None,
+        )
+        .unwrap();
+    for _ in 0..2 {
+        f.clock().advance(200_000);
+        let c = f.claim("w", &pooled(), None).unwrap().expect("claimable");
+        assert_eq!(c.message_id, id);
+        f.clock().advance(f.config().lease.lease_ms + 1);
+        f.release_stuck_jobs(10, None).unwrap();
+    }
+    let job = f.get_job(&id).unwrap().unwrap();
+    assert_eq!(job.status, "dead_letter");
+    assert_eq!(
+        job.last_error.as_deref(),
+        Some(super::recovery::LEASE_EXPIRED)
+    );
+    assert_eq!(f.queue_stats(None).unwrap().dead_letter, 1);
+}
+
+#[test]
+fn complete_and_claim_hands_over_the_next_message_in_one_call() {
+    let f = factory();
+    for i in 0..3 {
+        f.enqueue(&req(&format!("c{i}"), &format!("m{i}"), None), None)
+            .unwrap();
+    }
+    let mut c = f.claim("w", &pooled(), None).unwrap();
+    let mut seen = Vec::new();
+    while let Some(claim) = c {
+        seen.push(text(&claim));
+        c = f
+            .complete_and_claim("w", &claim.message_id, &claim.lease_id, &pooled(), None)
+            .unwrap();
+    }
+    assert_eq!(seen, ["m0", "m1", "m2"]);
+    let stale = f.complete_and_claim("w", "1", "lease-gone", &pooled(), None);
+    assert!(matches!(stale, Err(Error::Conflict(_))));
+}
+
+#[test]
+fn draining_workers_never_claim_and_cannot_be_reactivated() {
+    let f = factory();
+    f.enqueue(&req("c", "m", None), None).unwrap();
+    let input = |status: &str| crate::workers::WorkerStateInput {
+        worker_id: "w".into(),
+        provider: "local".into(),
+        status: status.into(),
+        ..Default::default()
+    };
+    f.upsert_worker_state(input("active"), None).unwrap();
+    f.upsert_worker_state(input("draining"), None).unwrap();
+    assert!(f.claim("w", &pooled(), None).unwrap().is_none());
+    assert!(matches!(
+        f.upsert_worker_state(input("active"), None),
+        Err(Error::InvalidState(_))
+    ));
+}
+
+#[test]
+fn enqueue_many_is_all_or_nothing() {
+    let f = factory();
+    let mut batch = vec![req("c1", "ok", None), req("c2", "ok", None)];
+    batch.push(EnqueueRequest {
+        agent_key: "missing".into(),
+        ..req("c3", "bad", None)
+    });
+    let err = f.enqueue_many(&batch, None).unwrap_err();
+    assert!(err.to_string().starts_with("item 2:"), "{err}");
+    assert_eq!(f.queue_stats(None).unwrap().queued_ready, 0);
+    assert_eq!(f.enqueue_many(&batch[..2], None).unwrap().len(), 2);
+}
+
+#[test]
+fn claim_reads_the_ready_heads_index() {
+    let f = factory();
+    let plan: Vec<String> = f
+        .store()
+        .read(|tx| {
+            let mut stmt = tx.prepare(
+                "EXPLAIN QUERY PLAN SELECT c.id FROM conversations c WHERE c.state = 'ready' AND c.head_ready_at <= 0
+                 ORDER BY c.head_priority DESC, c.head_order_at, c.head_message LIMIT 1",
+            )?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(3))?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("conversations_ready"), "{plan}");
+    assert!(!plan.contains("TEMP B-TREE"), "claim must not sort: {plan}");
+}
