@@ -65,9 +65,10 @@ impl Factory {
         Ok(())
     }
 
-    /// `explicit` or the clock's time.
-    pub fn now(&self, explicit: Option<i64>) -> i64 {
-        self.clock.resolve(explicit)
+    /// `explicit` or the clock's time; a negative explicit time is rejected.
+    pub fn now(&self, explicit: Option<i64>) -> Result<i64> {
+        crate::validate::timestamp("nowMs", explicit)?;
+        Ok(self.clock.resolve(explicit))
     }
 
     /// The clock.

@@ -16,6 +16,7 @@ pub mod queue;
 pub mod secrets;
 pub mod settings;
 pub mod store;
+pub mod validate;
 pub mod workers;
 
 mod py;

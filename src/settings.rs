@@ -15,6 +15,8 @@ const PROVIDER_KEY: &str = "provider";
 
 /// Default retention of Telegram attachments (7 days).
 pub const DEFAULT_ATTACHMENT_RETENTION_MS: i64 = 604_800_000;
+/// Longest accepted global system prompt.
+pub const MAX_SYSTEM_PROMPT_CHARS: usize = 32_768;
 
 /// Message handling settings.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -29,6 +31,7 @@ pub struct MessageConfig {
 
 /// Where workers run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// `local` or `fly`.
     pub kind: String,
@@ -121,6 +124,9 @@ impl Factory {
         config: MessageConfig,
         now_ms: Option<i64>,
     ) -> Result<Option<MessageConfig>> {
+        if let Some(p) = &config.system_prompt {
+            crate::validate::optional_text("systemPrompt", p, MAX_SYSTEM_PROMPT_CHARS)?;
+        }
         if let Some(ms) = config.telegram_attachment_retention_ms {
             if ms <= 0 {
                 return Err(Error::validation(format!(
@@ -135,7 +141,7 @@ impl Factory {
                 .filter(|p| !p.is_empty()),
             telegram_attachment_retention_ms: config.telegram_attachment_retention_ms,
         };
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store.write(|tx| {
             if normalised == MessageConfig::default() {
                 tx.execute("DELETE FROM runtime_config WHERE key = ?1", [MESSAGE_KEY])?;
@@ -155,7 +161,7 @@ impl Factory {
     /// Store the provider config.
     pub fn set_provider_config(&self, config: ProviderConfig, now_ms: Option<i64>) -> Result<()> {
         config.validate()?;
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store
             .write(|tx| write_json(tx, PROVIDER_KEY, &config, now))
     }

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import builtins
 import os
-from typing import Any, Literal, Mapping, Sequence, overload
+from typing import Any, Iterable, Literal, Mapping, Sequence, overload
 
-from . import _native
+from . import _guard, _native
+
 from ._types import (
     AgentProfile,
     AppendResult,
@@ -52,6 +53,39 @@ __all__ = [
 ]
 
 
+# Wrong Python types raise TypeError naming the argument; wrong values raise ValidationError.
+
+
+def _str_list(value: Any, field: str) -> list[str]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"{field} must be a list of strings, got {type(value).__name__}")
+    items = list(value)
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TypeError(f"{field}[{i}] must be a string, got {type(item).__name__}")
+    return items
+
+
+def _dict_list(value: Any, field: str, label: str = "{field}[{i}]") -> list[dict[str, Any]]:
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(f"{field} must be a list of dicts, got {type(value).__name__}")
+    items = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            where = label.format(field=field, i=i)
+            raise TypeError(f"{where} must be a dict, got {type(item).__name__}")
+        items.append(dict(item))
+    return items
+
+
+def _str_dict(value: Any, field: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{field} must be a dict, got {type(value).__name__}")
+    return dict(value)
+
+
 def _as_dict(value: Any, field: str) -> Any:
     if value is None or isinstance(value, Mapping):
         return value
@@ -66,7 +100,7 @@ class _AsyncArea:
 
     __slots__ = ("_n",)
 
-    def __init__(self, native: _native.NativeFactory) -> None:
+    def __init__(self, native: Any) -> None:
         self._n = native
 
 
@@ -90,7 +124,7 @@ class AsyncAgentsApi(_AsyncArea):
         and, with the bridge enabled, its service-key and base-URL-map secrets.
         ``bot_identity``/``bridge_config`` of ``None`` keep the stored values."""
         raw = await self._n.upsert_agent(
-            _IS_ASYNC, agent_key, version, list(secrets_ref), bot_identity,
+            _IS_ASYNC, agent_key, version, _str_list(secrets_ref, "secrets_ref"), bot_identity,
             _as_dict(bridge_config, "bridge_config"), enabled, now_ms,
         )
         return AgentProfile._from(raw)
@@ -144,7 +178,7 @@ class AsyncQueueApi(_AsyncArea):
         """Enqueue many messages in one transaction (all or nothing). Each item is a dict with
         ``conversation_id``, ``agent_key``, ``payload`` and optional ``priority``,
         ``scheduled_for``, ``max_attempts``. Ids come back in input order."""
-        return await self._n.enqueue_many(_IS_ASYNC, [dict(i) for i in items], now_ms)  # type: ignore[no-any-return]
+        return await self._n.enqueue_many(_IS_ASYNC, _dict_list(items, "items", "item {i}"), now_ms)  # type: ignore[no-any-return]
 
     async def claim(
         self,
@@ -218,7 +252,7 @@ class AsyncQueueApi(_AsyncArea):
     ) -> AppendResult:
         """Append ``{"role", "content", "at"?}`` entries to the conversation's bounded history."""
         raw = await self._n.append_conversation_messages(
-            _IS_ASYNC, conversation_id, [dict(m) for m in messages], workspace_id, now_ms
+                        _IS_ASYNC, conversation_id, _dict_list(messages, "messages"), workspace_id, now_ms
         )
         return AppendResult(updated=raw[0], message_count=raw[1])
 
@@ -298,15 +332,14 @@ class AsyncSecretsApi(_AsyncArea):
     ) -> ImportedSecret:
         """Store a new version (encrypted with XChaCha20-Poly1305) and make it active."""
         raw = await self._n.import_secret(
-            _IS_ASYNC, secret_ref, plaintext_value, None if metadata is None else dict(metadata), now_ms
+            _IS_ASYNC, secret_ref, plaintext_value, _str_dict(metadata, "metadata"), now_ms
         )
         return ImportedSecret._from(raw)
 
     async def status(self, secret_refs: Sequence[str]) -> list[SecretStatus]:
         """Whether each reference has an active version (never the value), in input order."""
-        if isinstance(secret_refs, str):
-            raise ValidationError("secret_refs must be a list of references, not a single string")
-        return [SecretStatus._from(s) for s in await self._n.secret_status(_IS_ASYNC, list(secret_refs))]
+        refs = _str_list(secret_refs, "secret_refs")
+        return [SecretStatus._from(s) for s in await self._n.secret_status(_IS_ASYNC, refs)]
 
     async def list_refs(self) -> list[str]:
         """References that have an active version."""
@@ -362,6 +395,8 @@ class AsyncBlobsApi(_AsyncArea):
 
     async def put(self, data: bytes) -> str:
         """Store bytes; returns their SHA-256 (the blob id)."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, not {type(data).__name__} (encode a string first)")
         return await self._n.put_blob(_IS_ASYNC, bytes(data))  # type: ignore[no-any-return]
 
     async def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
@@ -387,7 +422,7 @@ class AsyncWorkerHandle:
 
     __slots__ = ("_n", "worker_id", "mode")
 
-    def __init__(self, native: _native.NativeFactory, worker_id: str, mode: Literal["sticky", "pooled"]) -> None:
+    def __init__(self, native: Any, worker_id: str, mode: Literal["sticky", "pooled"]) -> None:
         if mode not in ("sticky", "pooled"):
             raise ValidationError(f"mode must be 'sticky' or 'pooled', got {mode!r}")
         self._n = native
@@ -439,7 +474,12 @@ class AsyncWorkerHandle:
     async def fail(self, claim: Claim, error: str | BaseException, *, now_ms: int | None = None) -> FailOutcome:
         """Record a failure (retry with backoff, or dead letter at max attempts)."""
         c = self._own(claim)
-        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        if isinstance(error, BaseException):
+            text = f"{type(error).__name__}: {error}"
+        elif isinstance(error, str):
+            text = error
+        else:
+            raise TypeError(f"error must be a string or an exception, got {type(error).__name__}")
         return FailOutcome._from(await self._n.fail(_IS_ASYNC, self.worker_id, c.message_id, c.lease_id, text, now_ms))
 
     async def control_state(self, *, now_ms: int | None = None) -> ControlState:
@@ -456,7 +496,7 @@ class AsyncWorkerHandle:
         """Append turns to the claimed message's conversation history."""
         c = self._own(claim)
         raw = await self._n.append_conversation_messages(
-            _IS_ASYNC, c.conversation_id, [dict(m) for m in messages], workspace_id, now_ms
+                        _IS_ASYNC, c.conversation_id, _dict_list(messages, "messages"), workspace_id, now_ms
         )
         return AppendResult(updated=raw[0], message_count=raw[1])
 
@@ -487,7 +527,9 @@ class AsyncFactory:
         config: Config | None = None,
         clock: _native.ManualClock | None = None,
     ) -> None:
-        native = _native.NativeFactory(os.fspath(path), durable, journal_mode, _as_dict(config, "config"), clock)
+        native = _guard.construct(
+            _native.NativeFactory, os.fspath(path), durable, journal_mode, _as_dict(config, "config"), clock
+        )
         self._n = native
         self.agents = AsyncAgentsApi(native)
         self.queue = AsyncQueueApi(native)

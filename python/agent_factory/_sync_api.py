@@ -8,14 +8,41 @@ method runs in Rust with the GIL released, so other Python threads keep running.
 from __future__ import annotations
 import builtins
 import os
-from typing import Any, Literal, Mapping, Sequence, overload
-from . import _native
+from typing import Any, Iterable, Literal, Mapping, Sequence, overload
+from . import _guard, _native
 from ._types import AgentProfile, AppendResult, Claim, ControlState, ConversationCounts, ConversationView, FailOutcome, HydrationBundle, ImportedSecret, Job, MessageConfig, ProviderConfig, QueueStats, ReleaseOutcome, SecretStatus, Worker, WorkerStats
 from .config import Config
 from .errors import ValidationError
 _IS_ASYNC = False
 _KEEP: Any = object()
 __all__ = ['Factory', 'AgentsApi', 'QueueApi', 'WorkersApi', 'SecretsApi', 'SettingsApi', 'BlobsApi', 'WorkerHandle']
+
+def _str_list(value: Any, field: str) -> list[str]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f'{field} must be a list of strings, got {type(value).__name__}')
+    items = list(value)
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TypeError(f'{field}[{i}] must be a string, got {type(item).__name__}')
+    return items
+
+def _dict_list(value: Any, field: str, label: str='{field}[{i}]') -> list[dict[str, Any]]:
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(f'{field} must be a list of dicts, got {type(value).__name__}')
+    items = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            where = label.format(field=field, i=i)
+            raise TypeError(f'{where} must be a dict, got {type(item).__name__}')
+        items.append(dict(item))
+    return items
+
+def _str_dict(value: Any, field: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f'{field} must be a dict, got {type(value).__name__}')
+    return dict(value)
 
 def _as_dict(value: Any, field: str) -> Any:
     if value is None or isinstance(value, Mapping):
@@ -29,7 +56,7 @@ class _Area:
     """Shared plumbing: one native handle, calls run in Rust."""
     __slots__ = ('_n',)
 
-    def __init__(self, native: _native.NativeFactory) -> None:
+    def __init__(self, native: Any) -> None:
         self._n = native
 
 class AgentsApi(_Area):
@@ -40,7 +67,7 @@ class AgentsApi(_Area):
         """Create or update an agent. The stored ``secrets_ref`` also lists ``fly.apiToken``
         and, with the bridge enabled, its service-key and base-URL-map secrets.
         ``bot_identity``/``bridge_config`` of ``None`` keep the stored values."""
-        raw = self._n.upsert_agent(_IS_ASYNC, agent_key, version, list(secrets_ref), bot_identity, _as_dict(bridge_config, 'bridge_config'), enabled, now_ms)
+        raw = self._n.upsert_agent(_IS_ASYNC, agent_key, version, _str_list(secrets_ref, 'secrets_ref'), bot_identity, _as_dict(bridge_config, 'bridge_config'), enabled, now_ms)
         return AgentProfile._from(raw)
 
     def get(self, agent_key: str) -> AgentProfile | None:
@@ -78,7 +105,7 @@ class QueueApi(_Area):
         """Enqueue many messages in one transaction (all or nothing). Each item is a dict with
         ``conversation_id``, ``agent_key``, ``payload`` and optional ``priority``,
         ``scheduled_for``, ``max_attempts``. Ids come back in input order."""
-        return self._n.enqueue_many(_IS_ASYNC, [dict(i) for i in items], now_ms)
+        return self._n.enqueue_many(_IS_ASYNC, _dict_list(items, 'items', 'item {i}'), now_ms)
 
     def claim(self, worker_id: str, *, conversation_id: str | None=None, mode: Literal['sticky', 'pooled'] | None=None, now_ms: int | None=None) -> Claim | None:
         """Lease the next message for ``worker_id`` (seed-style; prefer ``factory.worker(id).claim()``).
@@ -135,7 +162,7 @@ class QueueApi(_Area):
 
     def append_conversation_messages(self, conversation_id: str, messages: Sequence[Mapping[str, Any]], *, workspace_id: str | None=None, now_ms: int | None=None) -> AppendResult:
         """Append ``{"role", "content", "at"?}`` entries to the conversation's bounded history."""
-        raw = self._n.append_conversation_messages(_IS_ASYNC, conversation_id, [dict(m) for m in messages], workspace_id, now_ms)
+        raw = self._n.append_conversation_messages(_IS_ASYNC, conversation_id, _dict_list(messages, 'messages'), workspace_id, now_ms)
         return AppendResult(updated=raw[0], message_count=raw[1])
 
     def get_hydration_bundle(self, message_id: str, *, workspace_id: str='default') -> HydrationBundle | None:
@@ -183,14 +210,13 @@ class SecretsApi(_Area):
 
     def import_plaintext(self, secret_ref: str, plaintext_value: str, *, metadata: Mapping[str, str] | None=None, now_ms: int | None=None) -> ImportedSecret:
         """Store a new version (encrypted with XChaCha20-Poly1305) and make it active."""
-        raw = self._n.import_secret(_IS_ASYNC, secret_ref, plaintext_value, None if metadata is None else dict(metadata), now_ms)
+        raw = self._n.import_secret(_IS_ASYNC, secret_ref, plaintext_value, _str_dict(metadata, 'metadata'), now_ms)
         return ImportedSecret._from(raw)
 
     def status(self, secret_refs: Sequence[str]) -> list[SecretStatus]:
         """Whether each reference has an active version (never the value), in input order."""
-        if isinstance(secret_refs, str):
-            raise ValidationError('secret_refs must be a list of references, not a single string')
-        return [SecretStatus._from(s) for s in self._n.secret_status(_IS_ASYNC, list(secret_refs))]
+        refs = _str_list(secret_refs, 'secret_refs')
+        return [SecretStatus._from(s) for s in self._n.secret_status(_IS_ASYNC, refs)]
 
     def list_refs(self) -> list[str]:
         """References that have an active version."""
@@ -236,6 +262,8 @@ class BlobsApi(_Area):
 
     def put(self, data: bytes) -> str:
         """Store bytes; returns their SHA-256 (the blob id)."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f'data must be bytes, not {type(data).__name__} (encode a string first)')
         return self._n.put_blob(_IS_ASYNC, bytes(data))
 
     def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
@@ -259,7 +287,7 @@ class WorkerHandle:
     """A worker's view of the queue, with its id bound once: ``factory.worker("w-1")``."""
     __slots__ = ('_n', 'worker_id', 'mode')
 
-    def __init__(self, native: _native.NativeFactory, worker_id: str, mode: Literal['sticky', 'pooled']) -> None:
+    def __init__(self, native: Any, worker_id: str, mode: Literal['sticky', 'pooled']) -> None:
         if mode not in ('sticky', 'pooled'):
             raise ValidationError(f"mode must be 'sticky' or 'pooled', got {mode!r}")
         self._n = native
@@ -313,7 +341,12 @@ class WorkerHandle:
     def fail(self, claim: Claim, error: str | BaseException, *, now_ms: int | None=None) -> FailOutcome:
         """Record a failure (retry with backoff, or dead letter at max attempts)."""
         c = self._own(claim)
-        text = error if isinstance(error, str) else f'{type(error).__name__}: {error}'
+        if isinstance(error, BaseException):
+            text = f'{type(error).__name__}: {error}'
+        elif isinstance(error, str):
+            text = error
+        else:
+            raise TypeError(f'error must be a string or an exception, got {type(error).__name__}')
         return FailOutcome._from(self._n.fail(_IS_ASYNC, self.worker_id, c.message_id, c.lease_id, text, now_ms))
 
     def control_state(self, *, now_ms: int | None=None) -> ControlState:
@@ -327,7 +360,7 @@ class WorkerHandle:
     def append_conversation_messages(self, claim: Claim, messages: Sequence[Mapping[str, Any]], *, workspace_id: str='default', now_ms: int | None=None) -> AppendResult:
         """Append turns to the claimed message's conversation history."""
         c = self._own(claim)
-        raw = self._n.append_conversation_messages(_IS_ASYNC, c.conversation_id, [dict(m) for m in messages], workspace_id, now_ms)
+        raw = self._n.append_conversation_messages(_IS_ASYNC, c.conversation_id, _dict_list(messages, 'messages'), workspace_id, now_ms)
         return AppendResult(updated=raw[0], message_count=raw[1])
 
     def state(self) -> Worker | None:
@@ -347,7 +380,7 @@ class Factory:
     __slots__ = ('_n', 'agents', 'queue', 'workers', 'secrets', 'config', 'blobs')
 
     def __init__(self, path: str | os.PathLike[str]=':memory:', *, durable: bool=False, journal_mode: Literal['auto', 'wal', 'delete']='auto', config: Config | None=None, clock: _native.ManualClock | None=None) -> None:
-        native = _native.NativeFactory(os.fspath(path), durable, journal_mode, _as_dict(config, 'config'), clock)
+        native = _guard.construct(_native.NativeFactory, os.fspath(path), durable, journal_mode, _as_dict(config, 'config'), clock)
         self._n = native
         self.agents = AgentsApi(native)
         self.queue = QueueApi(native)

@@ -14,6 +14,7 @@ use crate::secrets::validate_secret_ref;
 
 /// Agent-bridge settings of a profile.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BridgeConfig {
     /// Whether workers get a bridge runtime config.
     pub enabled: bool,
@@ -72,18 +73,7 @@ pub const PROVIDER_TOKEN_REF: &str = "fly.apiToken";
 
 /// Check an agent key.
 pub fn validate_agent_key(agent_key: &str) -> Result<()> {
-    let ok = !agent_key.is_empty()
-        && agent_key.len() <= 128
-        && agent_key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::validation(format!(
-            "agentKey {agent_key:?} must be 1-128 characters of letters, digits and . _ : -"
-        )))
-    }
+    crate::validate::identifier("agentKey", agent_key, 128, false)
 }
 
 fn optional_text(field: &str, value: &Option<String>, max: usize) -> Result<Option<String>> {
@@ -230,7 +220,7 @@ impl Factory {
         };
         let refs = serde_json::to_string(&merged_secrets_ref(&normalised))?;
         let bridge_json = bridge.as_ref().map(serde_json::to_string).transpose()?;
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store.write(|tx| {
             tx.execute(
                 "INSERT INTO agents(agent_key, version, secrets_ref, bot_identity, bridge_config, enabled, created_at, updated_at)
@@ -272,7 +262,7 @@ impl Factory {
         now_ms: Option<i64>,
     ) -> Result<AgentProfile> {
         validate_agent_key(agent_key)?;
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store.write(|tx| {
             let n = tx.execute(
                 "UPDATE agents SET enabled = ?2, updated_at = ?3 WHERE agent_key = ?1",

@@ -38,15 +38,6 @@ pub struct HydrationBundle {
     pub lease_expires_at: Option<i64>,
 }
 
-fn validate_workspace(workspace_id: &str) -> Result<()> {
-    if workspace_id.trim().is_empty() || workspace_id.len() > 200 {
-        return Err(Error::validation(format!(
-            "workspaceId {workspace_id:?} must be 1-200 characters"
-        )));
-    }
-    Ok(())
-}
-
 fn with_attachment_locations(f: &Factory, payload: &mut Value) -> Result<()> {
     let Some(items) = payload.get_mut("attachments").and_then(Value::as_array_mut) else {
         return Ok(());
@@ -123,9 +114,9 @@ impl Factory {
         now_ms: Option<i64>,
     ) -> Result<HydrationBundle> {
         crate::workers::validate_worker_id(worker_id)?;
-        validate_workspace(workspace_id)?;
+        crate::validate::workspace_id(workspace_id)?;
         let key = ids::parse_message_id(message_id)?;
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store.read(|tx| {
             let held = crate::queue::held_lease(tx, worker_id, message_id, lease_id)?;
             if !held.is_some_and(|expires| expires > now) {
@@ -143,7 +134,7 @@ impl Factory {
         message_id: &str,
         workspace_id: &str,
     ) -> Result<Option<HydrationBundle>> {
-        validate_workspace(workspace_id)?;
+        crate::validate::workspace_id(workspace_id)?;
         let key = ids::parse_message_id(message_id)?;
         self.store.read(|tx| build(self, tx, key, workspace_id))
     }

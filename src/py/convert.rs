@@ -1,14 +1,94 @@
 //! Python → Rust argument conversion for JSON-shaped values.
+//!
+//! Conversion is strict: a value JSON cannot represent (NaN, ±inf, bytes, sets,
+//! arbitrary objects) is a `ValidationError`, never a silent `null`, and typed
+//! configs go through `serde_json` so `"false"` is not a boolean.
+
+use std::fmt;
 
 use pyo3::prelude::*;
-use pythonize::depythonize;
-use serde_json::{Map, Value};
+use pythonize::Depythonizer;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 use super::errors::invalid;
 
-/// A Python object as JSON (dicts, lists, str, int, float, bool, None).
+/// A `serde_json::Value` that refuses non-finite floats.
+struct Strict(Value);
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-compatible value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Strict, E> {
+        Ok(Strict(Value::Bool(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Strict, E> {
+        Ok(Strict(Value::Number(v.into())))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Strict, E> {
+        Ok(Strict(Value::Number(v.into())))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Strict, E> {
+        Number::from_f64(v)
+            .map(|n| Strict(Value::Number(n)))
+            .ok_or_else(|| E::custom(format!("{v} is not a finite number")))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v.to_string())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v)))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Strict, D::Error> {
+        Strict::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Strict(Value::Array(out)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        let mut out = Map::new();
+        while let Some((k, Strict(v))) = map.next_entry::<String, Strict>()? {
+            out.insert(k, v);
+        }
+        Ok(Strict(Value::Object(out)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+/// A Python object as JSON (dicts with str keys, lists, str, int, finite float, bool, None).
 pub fn json(field: &str, obj: &Bound<'_, PyAny>) -> PyResult<Value> {
-    depythonize::<Value>(obj).map_err(|e| invalid(format!("{field} must be JSON-compatible: {e}")))
+    let mut de = Depythonizer::from_object(obj);
+    serde_path_to_error::deserialize::<_, Strict>(&mut de)
+        .map(|s| s.0)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                invalid(format!("{field} must be JSON-compatible: {inner}"))
+            } else {
+                invalid(format!("{field}.{path} must be JSON-compatible: {inner}"))
+            }
+        })
 }
 
 /// An optional dict as a JSON object.
@@ -23,7 +103,16 @@ pub fn object(field: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Ma
     }
 }
 
-/// A serde-deserialisable value from a Python dict.
+/// A typed value from a Python dict, with JSON's strict types (no truthiness).
 pub fn typed<T: serde::de::DeserializeOwned>(field: &str, obj: &Bound<'_, PyAny>) -> PyResult<T> {
-    depythonize::<T>(obj).map_err(|e| invalid(format!("{field}: {e}")))
+    let value = json(field, obj)?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            invalid(format!("{field}: {inner}"))
+        } else {
+            invalid(format!("{field}.{path}: {inner}"))
+        }
+    })
 }

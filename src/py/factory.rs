@@ -89,7 +89,7 @@ impl NativeFactory {
     }
 
     fn now_ms(&self) -> i64 {
-        self.core.now(None)
+        self.core.clock().now_ms()
     }
 
     fn get_config(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {

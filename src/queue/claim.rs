@@ -212,7 +212,7 @@ impl Factory {
     ) -> Result<Option<Claim>> {
         check(worker_id, opts)?;
         let cfg = self.config();
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store
             .write(|tx| claim_in(tx, &cfg, worker_id, opts, now))
     }

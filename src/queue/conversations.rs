@@ -32,7 +32,7 @@ pub struct ConversationRow {
 
 /// Check a conversation id.
 pub fn validate_conversation_id(conversation_id: &str) -> Result<()> {
-    if conversation_id.trim().is_empty() || conversation_id.len() > 512 {
+    if conversation_id.trim().is_empty() || conversation_id.chars().count() > 512 {
         return Err(Error::validation(format!(
             "conversationId {conversation_id:?} must be a non-blank string of at most 512 characters"
         )));

@@ -96,7 +96,7 @@ impl Factory {
     pub fn enqueue(&self, req: &EnqueueRequest, now_ms: Option<i64>) -> Result<String> {
         let cfg = self.config();
         check_request(req, &cfg)?;
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store
             .write(|tx| {
                 let prompt = system_prompt(tx)?;
@@ -121,7 +121,7 @@ impl Factory {
         for (i, r) in reqs.iter().enumerate() {
             check_request(r, &cfg).map_err(|e| Error::validation(format!("item {i}: {e}")))?;
         }
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store.write(|tx| {
             let prompt = system_prompt(tx)?;
             reqs.iter()

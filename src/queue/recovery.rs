@@ -86,7 +86,7 @@ impl Factory {
             )));
         }
         let cfg = self.config();
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store
             .write(|tx| release_expired_in(tx, &cfg, now, limit))
     }

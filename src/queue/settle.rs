@@ -153,7 +153,7 @@ impl Factory {
     ) -> Result<bool> {
         check(worker_id, lease_id)?;
         let cfg = self.config();
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store.write(|tx| {
             let Some(h) = held(tx, worker_id, message_id, lease_id)? else {
                 return Ok(false);
@@ -193,7 +193,7 @@ impl Factory {
     ) -> Result<bool> {
         check(worker_id, lease_id)?;
         let cfg = self.config();
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store
             .write(|tx| complete_in(tx, &cfg, worker_id, message_id, lease_id, now))
     }
@@ -212,7 +212,7 @@ impl Factory {
         check(worker_id, lease_id)?;
         claim::check(worker_id, opts)?;
         let cfg = self.config();
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store.write(|tx| {
             if !complete_in(tx, &cfg, worker_id, message_id, lease_id, now)? {
                 return Err(Error::conflict(format!(
@@ -234,7 +234,7 @@ impl Factory {
     ) -> Result<FailOutcome> {
         check(worker_id, lease_id)?;
         let cfg = self.config();
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store.write(|tx| {
             let Some(h) = held(tx, worker_id, message_id, lease_id)? else {
                 return Ok(FailOutcome {

@@ -159,7 +159,7 @@ fn conversation_items(tx: &Transaction<'_>, conv_ref: i64, limit: i64) -> Result
 impl Factory {
     /// Queue counters at `now`.
     pub fn queue_stats(&self, now_ms: Option<i64>) -> Result<QueueStats> {
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store.read(|tx| {
             let (ready, delayed, oldest): (i64, i64, Option<i64>) = tx.query_row(
                 "SELECT coalesce(sum(ready_at <= ?1), 0), coalesce(sum(ready_at > ?1), 0), min(CASE WHEN ready_at <= ?1 THEN ready_at END)
@@ -203,7 +203,7 @@ impl Factory {
 
     /// Conversations with claimable work, and those plus in-flight ones.
     pub fn conversation_counts(&self, now_ms: Option<i64>) -> Result<ConversationCounts> {
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store.read(|tx| {
             let ready: i64 = tx.query_row(
                 "SELECT (SELECT count(*) FROM conversations WHERE state = 'ready' AND head_ready_at <= ?1)
@@ -223,7 +223,7 @@ impl Factory {
         now_ms: Option<i64>,
     ) -> Result<Vec<(String, String)>> {
         check_limit(limit, 100_000)?;
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store.read(|tx| {
             let mut stmt = tx.prepare_cached(
                 "SELECT agent_key, conversation_id FROM conversations
@@ -325,8 +325,12 @@ impl Factory {
             }
         }
         let workspace = workspace_id.unwrap_or("default");
+        crate::validate::workspace_id(workspace)?;
+        for (i, (_, _, at)) in entries.iter().enumerate() {
+            crate::validate::timestamp(&format!("messages[{i}].at"), *at)?;
+        }
         let limit = self.config().queue.history_limit;
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store.write(|tx| {
             let Some(c) = conversations::find(tx, conversation_id)? else {
                 return Ok((false, 0));

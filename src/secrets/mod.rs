@@ -44,18 +44,7 @@ pub struct SecretStatus {
 
 /// Reject empty or odd secret references.
 pub fn validate_secret_ref(secret_ref: &str) -> Result<()> {
-    let ok = !secret_ref.is_empty()
-        && secret_ref.len() <= 200
-        && secret_ref
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::validation(format!(
-            "secretRef {secret_ref:?} must be 1-200 characters of letters, digits and . _ : / -"
-        )))
-    }
+    crate::validate::identifier("secretRef", secret_ref, 200, true)
 }
 
 /// Decrypt the active value of `secret_ref`, if any.
@@ -102,9 +91,9 @@ impl Factory {
         now_ms: Option<i64>,
     ) -> Result<ImportedSecret> {
         validate_secret_ref(secret_ref)?;
-        if plaintext.is_empty() {
+        if plaintext.trim().is_empty() {
             return Err(Error::validation(format!(
-                "plaintextValue for secret '{secret_ref}' must not be empty"
+                "plaintextValue for secret '{secret_ref}' must not be blank"
             )));
         }
         if plaintext.len() > MAX_SECRET_BYTES {
@@ -120,7 +109,7 @@ impl Factory {
                 )));
             }
         }
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store.write(|tx| {
             let (max_version, active): (Option<i64>, Option<i64>) = tx.query_row(
                 "SELECT max(version), max(CASE WHEN active = 1 THEN version END) FROM secrets WHERE secret_ref = ?1",

@@ -176,18 +176,7 @@ pub struct WorkerStats {
 
 /// Check a worker id.
 pub fn validate_worker_id(worker_id: &str) -> Result<()> {
-    let ok = !worker_id.is_empty()
-        && worker_id.len() <= 128
-        && worker_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::validation(format!(
-            "workerId {worker_id:?} must be 1-128 characters of letters, digits and . _ : -"
-        )))
-    }
+    crate::validate::identifier("workerId", worker_id, 128, false)
 }
 
 pub(crate) const COLUMNS: &str = "worker_id, provider, mode, status, load, heartbeat_at, last_claim_at, scheduled_shutdown_at, \
@@ -331,13 +320,28 @@ impl Factory {
             )));
         }
         if let AssignmentUpdate::Set(a) = &input.assignment {
-            if a.conversation_id.trim().is_empty() || a.agent_key.trim().is_empty() {
-                return Err(Error::validation(
-                    "assignment.conversationId and assignment.agentKey are required",
-                ));
+            let checked = crate::queue::conversations::validate_conversation_id(&a.conversation_id)
+                .and_then(|_| crate::agents::validate_agent_key(&a.agent_key))
+                .and_then(|_| crate::validate::text("leaseId", &a.lease_id, 200))
+                .and_then(|_| crate::validate::timestamp("assignedAt", Some(a.assigned_at)));
+            checked.map_err(|e| Error::validation(format!("assignment: {e}")))?;
+        }
+        crate::validate::timestamp("scheduledShutdownAt", input.scheduled_shutdown_at)?;
+        crate::validate::timestamp("stoppedAt", input.stopped_at)?;
+        if let Some(r) = &input.stop_reason {
+            crate::validate::optional_text("stopReason", r, 1000)?;
+        }
+        for (field, v) in [
+            ("machineId", &input.machine_id),
+            ("appName", &input.app_name),
+            ("region", &input.region),
+            ("volumeId", &input.volume_id),
+        ] {
+            if let Some(v) = v {
+                crate::validate::text(field, v, 200)?;
             }
         }
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store.write(|tx| {
             let existing = get_in(tx, &input.worker_id)?;
             let stop_time = |old: Option<i64>| match status {
@@ -431,9 +435,9 @@ impl Factory {
             .map(WorkerStatus::parse)
             .transpose()?
             .map(WorkerStatus::as_str);
-        if limit <= 0 {
+        if !(1..=100_000).contains(&limit) {
             return Err(Error::validation(format!(
-                "limit must be positive, got {limit}"
+                "limit must be within 1..=100000, got {limit}"
             )));
         }
         self.store.read(|tx| {
@@ -455,7 +459,7 @@ impl Factory {
         now_ms: Option<i64>,
     ) -> Result<ControlState> {
         validate_worker_id(worker_id)?;
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         let stale = self.config().lease.stale_after_ms;
         let compute = |tx: &Transaction<'_>| -> Result<ControlState> {
             let worker = get_in(tx, worker_id)?;
@@ -475,7 +479,7 @@ impl Factory {
     /// Idle heartbeat: an active worker says it is alive. Returns false for unknown or non-active workers.
     pub fn touch_worker(&self, worker_id: &str, now_ms: Option<i64>) -> Result<bool> {
         validate_worker_id(worker_id)?;
-        let now = self.now(now_ms);
+        let now = self.now(now_ms)?;
         self.store.write(|tx| {
             let exists = get_in(tx, worker_id)?.is_some_and(|w| w.status == WorkerStatus::Active);
             if exists {
