@@ -50,6 +50,17 @@ impl Error {
     pub fn conflict(msg: impl Into<String>) -> Self {
         Error::Conflict(msg.into())
     }
+    /// The same kind of error with `prefix: ` before its message.
+    pub fn with_context(self, prefix: &str) -> Self {
+        match self {
+            Error::Validation(m) => Error::Validation(format!("{prefix}: {m}")),
+            Error::NotFound(m) => Error::NotFound(format!("{prefix}: {m}")),
+            Error::Conflict(m) => Error::Conflict(format!("{prefix}: {m}")),
+            Error::InvalidState(m) => Error::InvalidState(format!("{prefix}: {m}")),
+            Error::Provider(m) => Error::Provider(format!("{prefix}: {m}")),
+            Error::Storage(m) => Error::Storage(format!("{prefix}: {m}")),
+        }
+    }
     /// Shorthand for a storage error.
     pub fn storage(msg: impl Into<String>) -> Self {
         Error::Storage(msg.into())

@@ -1,8 +1,9 @@
 //! Identifier formats.
 //!
 //! Lease ids are unguessable (128 random bits inside a UUID v7), so fencing
-//! cannot be defeated by guessing. Message ids are the decimal form of a
-//! never-reused SQLite AUTOINCREMENT key: opaque strings that sort by age.
+//! cannot be defeated by guessing. Message ids are the decimal form of the
+//! message row key: opaque strings that sort by age. Message rows are never
+//! deleted (a future retention must keep the newest row), so ids are never reused.
 
 use crate::error::{Error, Result};
 

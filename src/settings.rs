@@ -4,11 +4,12 @@
 //! blank system prompt clears it, as the seed does); stored values are already
 //! normalised, so readers never re-validate.
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::factory::Factory;
+use crate::store::Tx;
 
 const MESSAGE_KEY: &str = "message";
 const PROVIDER_KEY: &str = "provider";
@@ -84,7 +85,7 @@ impl ProviderConfig {
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(tx: &Transaction<'_>, key: &str) -> Result<Option<T>> {
+fn read_json<T: for<'de> Deserialize<'de>>(tx: &Tx, key: &str) -> Result<Option<T>> {
     let text: Option<String> = tx
         .prepare_cached("SELECT value FROM runtime_config WHERE key = ?1")?
         .query_row([key], |r| r.get(0))
@@ -93,7 +94,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(tx: &Transaction<'_>, key: &str) -> R
         .transpose()
 }
 
-fn write_json<T: Serialize>(tx: &Transaction<'_>, key: &str, value: &T, now: i64) -> Result<()> {
+fn write_json<T: Serialize>(tx: &Tx, key: &str, value: &T, now: i64) -> Result<()> {
     tx.execute(
         "INSERT INTO runtime_config(key, value, updated_at) VALUES (?1, ?2, ?3)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -103,12 +104,12 @@ fn write_json<T: Serialize>(tx: &Transaction<'_>, key: &str, value: &T, now: i64
 }
 
 /// The stored message config (inside a transaction).
-pub(crate) fn message_config_in(tx: &Transaction<'_>) -> Result<Option<MessageConfig>> {
+pub(crate) fn message_config_in(tx: &Tx) -> Result<Option<MessageConfig>> {
     read_json(tx, MESSAGE_KEY)
 }
 
 /// The stored provider config (inside a transaction).
-pub(crate) fn provider_config_in(tx: &Transaction<'_>) -> Result<Option<ProviderConfig>> {
+pub(crate) fn provider_config_in(tx: &Tx) -> Result<Option<ProviderConfig>> {
     read_json(tx, PROVIDER_KEY)
 }
 

@@ -5,12 +5,13 @@
 //! provider token `fly.apiToken`, and, when the bridge is enabled, its service-key
 //! and base-URL-map references; only enabled agents receive messages.
 
-use rusqlite::{params, OptionalExtension, Row, Transaction};
+use rusqlite::{params, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::factory::Factory;
 use crate::secrets::validate_secret_ref;
+use crate::store::Tx;
 
 /// Agent-bridge settings of a profile.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -168,7 +169,7 @@ fn decode((mut p, refs, bridge): (AgentProfile, String, Option<String>)) -> Resu
 }
 
 /// Load a profile inside a transaction.
-pub(crate) fn get_in(tx: &Transaction<'_>, agent_key: &str) -> Result<Option<AgentProfile>> {
+pub(crate) fn get_in(tx: &Tx, agent_key: &str) -> Result<Option<AgentProfile>> {
     let sql = format!("SELECT {COLUMNS} FROM agents WHERE agent_key = ?1");
     tx.prepare_cached(&sql)?
         .query_row([agent_key], from_row)
@@ -178,7 +179,7 @@ pub(crate) fn get_in(tx: &Transaction<'_>, agent_key: &str) -> Result<Option<Age
 }
 
 /// Fail unless the agent exists and is enabled (the enqueue rule).
-pub(crate) fn require_enabled(tx: &Transaction<'_>, agent_key: &str) -> Result<()> {
+pub(crate) fn require_enabled(tx: &Tx, agent_key: &str) -> Result<()> {
     let enabled: Option<bool> = tx
         .prepare_cached("SELECT enabled FROM agents WHERE agent_key = ?1")?
         .query_row([agent_key], |r| r.get(0))

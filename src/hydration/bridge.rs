@@ -5,12 +5,11 @@
 //! empty); otherwise the first active secret among `[preferred ref,
 //! "<prefix>.<agentKey>", "<prefix>"]` (de-duplicated, in that order).
 
-use rusqlite::Transaction;
-
 use crate::agents::{AgentProfile, BridgeConfig};
 use crate::error::Result;
 use crate::secrets::crypto::MasterKey;
 use crate::secrets::first_active;
+use crate::store::Tx;
 
 /// Resolved bridge settings handed to a worker.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
@@ -51,7 +50,7 @@ pub fn candidates(preferred: Option<&str>, prefix: &str, agent_key: &str) -> Vec
 
 /// The first `telegram.botToken` / `telegram.botToken.*` ref of the profile with an active secret.
 pub fn telegram_bot_token(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     key: &MasterKey,
     profile: &AgentProfile,
 ) -> Result<Option<String>> {
@@ -65,7 +64,7 @@ pub fn telegram_bot_token(
 }
 
 fn secret(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     key: &MasterKey,
     preferred: Option<&str>,
     prefix: &str,
@@ -76,7 +75,7 @@ fn secret(
 
 /// The bridge runtime config, or `None` unless the profile enables the bridge.
 pub fn bridge_runtime_config(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     key: &MasterKey,
     profile: &AgentProfile,
 ) -> Result<Option<BridgeRuntimeConfig>> {

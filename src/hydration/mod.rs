@@ -7,7 +7,7 @@
 
 pub mod bridge;
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 
 use crate::agents;
@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::factory::Factory;
 use crate::ids;
 use crate::queue::conversations::{self, HistoryEntry};
+use crate::store::Tx;
 use bridge::BridgeRuntimeConfig;
 
 /// What a worker receives for one message.
@@ -60,12 +61,7 @@ fn with_attachment_locations(f: &Factory, payload: &mut Value) -> Result<()> {
     Ok(())
 }
 
-fn build(
-    f: &Factory,
-    tx: &Transaction<'_>,
-    key: i64,
-    workspace_id: &str,
-) -> Result<Option<HydrationBundle>> {
+fn build(f: &Factory, tx: &Tx, key: i64, workspace_id: &str) -> Result<Option<HydrationBundle>> {
     let row: Option<(i64, String, String, String, Option<i64>)> = tx
         .prepare_cached(
             "SELECT m.conversation_ref, c.conversation_id, m.agent_key, m.payload, m.lease_expires_at

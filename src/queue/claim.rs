@@ -11,13 +11,14 @@
 //! skipped (exclusive ownership) until that owner goes stale (takeover); sticky
 //! workers take ownership of what they claim, pooled workers do not.
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
 
 use super::{conversations, recovery, Claim};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::factory::Factory;
 use crate::ids;
+use crate::store::{Store, Tx};
 use crate::workers::{self, validate_worker_id, Assignment, Worker, WorkerMode, WorkerStatus};
 
 /// Expired leases recovered inline by each claim (the control loop does the rest).
@@ -44,7 +45,7 @@ const NOT_OWNED_ELSEWHERE: &str = "NOT EXISTS (SELECT 1 FROM workers o
         AND o.worker_id <> ?2 AND o.status = 'active' AND o.heartbeat_at > ?3)";
 
 fn pick(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     worker_id: &str,
     target: Option<&str>,
     now: i64,
@@ -82,12 +83,7 @@ fn pick(
     Ok(found)
 }
 
-fn register_or_load(
-    tx: &Transaction<'_>,
-    worker_id: &str,
-    mode: WorkerMode,
-    now: i64,
-) -> Result<Worker> {
+fn register_or_load(tx: &Tx, worker_id: &str, mode: WorkerMode, now: i64) -> Result<Worker> {
     if let Some(w) = workers::get_in(tx, worker_id)? {
         return Ok(w);
     }
@@ -101,14 +97,17 @@ fn register_or_load(
 
 /// Claim inside an open transaction (shared by `claim` and `complete(claim_next)`).
 pub(crate) fn claim_in(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     cfg: &Config,
     worker_id: &str,
     opts: &ClaimOptions,
     now: i64,
+    store: &Store,
 ) -> Result<Option<Claim>> {
-    recovery::release_expired_in(tx, cfg, now, INLINE_RECOVERY)?;
-    conversations::promote_due(tx, now)?;
+    if store.maintenance_due(now) {
+        recovery::release_expired_in(tx, cfg, now, INLINE_RECOVERY)?;
+        conversations::promote_due(tx, now)?;
+    }
     let existing = workers::get_in(tx, worker_id)?;
     if existing
         .as_ref()
@@ -213,7 +212,12 @@ impl Factory {
         check(worker_id, opts)?;
         let cfg = self.config();
         let now = self.now(now_ms)?;
-        self.store
-            .write(|tx| claim_in(tx, &cfg, worker_id, opts, now))
+        let result = self
+            .store
+            .write(|tx| claim_in(tx, &cfg, worker_id, opts, now, &self.store));
+        if result.is_err() {
+            self.store.forget_maintenance();
+        }
+        result
     }
 }

@@ -9,9 +9,10 @@
 //!   set); otherwise `ready`/`waiting` when a head exists (due / not yet due) or
 //!   `idle`. [`refresh_head`] is the one place that recomputes it.
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
 
 use crate::error::{Error, Result};
+use crate::store::Tx;
 
 /// The columns of a conversation that the queue needs.
 #[derive(Debug, Clone)]
@@ -41,7 +42,7 @@ pub fn validate_conversation_id(conversation_id: &str) -> Result<()> {
 }
 
 /// Load a conversation by public id.
-pub fn find(tx: &Transaction<'_>, conversation_id: &str) -> Result<Option<ConversationRow>> {
+pub fn find(tx: &Tx, conversation_id: &str) -> Result<Option<ConversationRow>> {
     Ok(tx
         .prepare_cached(
             "SELECT id, conversation_id, agent_key, state, head_message, head_order_at FROM conversations WHERE conversation_id = ?1",
@@ -60,12 +61,7 @@ pub fn find(tx: &Transaction<'_>, conversation_id: &str) -> Result<Option<Conver
 }
 
 /// Find or create the conversation, enforcing its agent binding.
-pub fn bind(
-    tx: &Transaction<'_>,
-    conversation_id: &str,
-    agent_key: &str,
-    now: i64,
-) -> Result<ConversationRow> {
+pub fn bind(tx: &Tx, conversation_id: &str, agent_key: &str, now: i64) -> Result<ConversationRow> {
     if let Some(row) = find(tx, conversation_id)? {
         if row.agent_key != agent_key {
             return Err(Error::conflict(format!(
@@ -89,8 +85,8 @@ pub fn bind(
 
 /// A just-inserted pending message may become the head (idle conversation, or it sorts first).
 pub fn offer_head(
-    tx: &Transaction<'_>,
-    conv: &ConversationRow,
+    tx: &Tx,
+    conv: &mut ConversationRow,
     message: i64,
     priority: i64,
     scheduled_for: i64,
@@ -118,12 +114,15 @@ pub fn offer_head(
              WHERE id = ?1",
         )?
         .execute(params![conv.id, state, message, priority, scheduled_for])?;
+        conv.state = state.to_string();
+        conv.head_message = Some(message);
+        conv.head_order_at = Some(scheduled_for);
     }
     Ok(())
 }
 
 /// Clear the lock and recompute the head from the pending messages.
-pub fn refresh_head(tx: &Transaction<'_>, conversation_ref: i64, now: i64) -> Result<()> {
+pub fn refresh_head(tx: &Tx, conversation_ref: i64, now: i64) -> Result<()> {
     let head: Option<(i64, i64, i64, i64)> = tx
         .prepare_cached(
             "SELECT id, priority, scheduled_for, ready_at FROM messages
@@ -153,7 +152,7 @@ pub fn refresh_head(tx: &Transaction<'_>, conversation_ref: i64, now: i64) -> Re
 }
 
 /// Move conversations whose head became due from `waiting` to `ready`.
-pub fn promote_due(tx: &Transaction<'_>, now: i64) -> Result<usize> {
+pub fn promote_due(tx: &Tx, now: i64) -> Result<usize> {
     Ok(tx
         .prepare_cached("UPDATE conversations SET state = 'ready' WHERE state = 'waiting' AND head_ready_at <= ?1")?
         .execute([now])?)
@@ -174,11 +173,7 @@ pub struct HistoryEntry {
 pub const ROLES: &[&str] = &["system", "user", "assistant", "tool"];
 
 /// The newest `limit` history entries, oldest first.
-pub fn history(
-    tx: &Transaction<'_>,
-    conversation_ref: i64,
-    limit: i64,
-) -> Result<Vec<HistoryEntry>> {
+pub fn history(tx: &Tx, conversation_ref: i64, limit: i64) -> Result<Vec<HistoryEntry>> {
     let mut stmt = tx.prepare_cached(
         "SELECT role, content, at FROM (SELECT id, role, content, at FROM conversation_history
            WHERE conversation_ref = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",

@@ -1,8 +1,13 @@
 //! `enqueue` and `enqueue_many`.
+//!
+//! A batch is one transaction: all messages or none. Within it each distinct
+//! agent is checked once and each conversation row is read once.
 
-use rusqlite::{params, Transaction};
+use std::collections::{HashMap, HashSet};
 
-use super::conversations::{self, validate_conversation_id};
+use rusqlite::params;
+
+use super::conversations::{self, validate_conversation_id, ConversationRow};
 use super::payload;
 use super::EnqueueRequest;
 use crate::agents::{require_enabled, validate_agent_key};
@@ -11,11 +16,12 @@ use crate::error::{Error, Result};
 use crate::factory::Factory;
 use crate::ids;
 use crate::settings::message_config_in;
+use crate::store::Tx;
 
 /// Largest batch accepted by `enqueue_many`.
 pub const MAX_BATCH: usize = 100_000;
 
-fn check_request(req: &EnqueueRequest, cfg: &Config) -> Result<()> {
+fn check_request(req: &EnqueueRequest) -> Result<()> {
     validate_conversation_id(&req.conversation_id)?;
     validate_agent_key(&req.agent_key)?;
     if let Some(m) = req.max_attempts {
@@ -25,41 +31,62 @@ fn check_request(req: &EnqueueRequest, cfg: &Config) -> Result<()> {
             )));
         }
     }
-    if let Some(s) = req.scheduled_for {
-        if s < 0 {
-            return Err(Error::validation(format!(
-                "scheduledFor must be >= 0, got {s}"
-            )));
-        }
-    }
-    let _ = cfg;
-    Ok(())
+    crate::validate::timestamp("scheduledFor", req.scheduled_for)
+}
+
+/// What one transaction already checked: enabled agents and bound conversations.
+#[derive(Default)]
+struct Seen {
+    agents: HashSet<String>,
+    conversations: HashMap<String, ConversationRow>,
+}
+
+/// Settings read once per transaction.
+struct Batch<'a> {
+    factory: &'a Factory,
+    cfg: &'a Config,
+    prompt: Option<String>,
+    now: i64,
 }
 
 /// Insert one message inside `tx`; returns its row key.
-fn enqueue_in(
-    tx: &Transaction<'_>,
-    f: &Factory,
-    cfg: &Config,
-    prompt: Option<&str>,
-    req: &EnqueueRequest,
-    now: i64,
-) -> Result<i64> {
-    require_enabled(tx, &req.agent_key)?;
-    let prepared = payload::prepare(&req.payload, prompt, &f.blobs, cfg.queue.max_payload_bytes)?;
-    let conv = conversations::bind(tx, &req.conversation_id, &req.agent_key, now)?;
+fn enqueue_in(tx: &Tx, b: &Batch<'_>, req: &EnqueueRequest, seen: &mut Seen) -> Result<i64> {
+    if !seen.agents.contains(&req.agent_key) {
+        require_enabled(tx, &req.agent_key)?;
+        seen.agents.insert(req.agent_key.clone());
+    }
+    let prepared = payload::prepare(
+        &req.payload,
+        b.prompt.as_deref(),
+        &b.factory.blobs,
+        b.cfg.queue.max_payload_bytes,
+    )?;
+    if !seen.conversations.contains_key(&req.conversation_id) {
+        let row = conversations::bind(tx, &req.conversation_id, &req.agent_key, b.now)?;
+        seen.conversations.insert(req.conversation_id.clone(), row);
+    }
+    let conv = seen
+        .conversations
+        .get_mut(&req.conversation_id)
+        .ok_or_else(|| Error::storage("conversation cache lost an entry"))?;
+    if conv.agent_key != req.agent_key {
+        return Err(Error::conflict(format!(
+            "Conversation '{}' is already bound to agent '{}', cannot enqueue for '{}'.",
+            req.conversation_id, conv.agent_key, req.agent_key
+        )));
+    }
     let priority = req
         .priority
-        .unwrap_or(cfg.queue.default_priority)
-        .clamp(0, cfg.queue.max_priority);
-    let scheduled_for = req.scheduled_for.unwrap_or(now);
-    let max_attempts = req.max_attempts.unwrap_or(cfg.retry.max_attempts);
+        .unwrap_or(b.cfg.queue.default_priority)
+        .clamp(0, b.cfg.queue.max_priority);
+    let scheduled_for = req.scheduled_for.unwrap_or(b.now);
+    let max_attempts = req.max_attempts.unwrap_or(b.cfg.retry.max_attempts);
     tx.prepare_cached(
         "INSERT INTO messages(conversation_ref, agent_key, payload, status, priority, scheduled_for, ready_at, attempts,
             max_attempts, created_at)
          VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?5, 0, ?6, ?7)",
     )?
-    .execute(params![conv.id, req.agent_key, prepared.json, priority, scheduled_for, max_attempts, now])?;
+    .execute(params![conv.id, req.agent_key, prepared.json, priority, scheduled_for, max_attempts, b.now])?;
     let id = tx.last_insert_rowid();
     for a in &prepared.attachments {
         tx.prepare_cached(
@@ -79,33 +106,37 @@ fn enqueue_in(
             a.file_name,
             a.mime_type,
             a.size_bytes,
-            now,
+            b.now,
             a.expires_at
         ])?;
     }
-    conversations::offer_head(tx, &conv, id, priority, scheduled_for, now)?;
+    conversations::offer_head(tx, conv, id, priority, scheduled_for, b.now)?;
     Ok(id)
 }
 
-fn system_prompt(tx: &Transaction<'_>) -> Result<Option<String>> {
-    Ok(message_config_in(tx)?.and_then(|c| c.system_prompt))
-}
-
 impl Factory {
+    fn batch<'a>(&'a self, tx: &Tx, cfg: &'a Config, now: i64) -> Result<Batch<'a>> {
+        let prompt = message_config_in(tx)?.and_then(|c| c.system_prompt);
+        Ok(Batch {
+            factory: self,
+            cfg,
+            prompt,
+            now,
+        })
+    }
+
     /// Enqueue one message; returns its id.
     pub fn enqueue(&self, req: &EnqueueRequest, now_ms: Option<i64>) -> Result<String> {
+        check_request(req)?;
         let cfg = self.config();
-        check_request(req, &cfg)?;
         let now = self.now(now_ms)?;
         self.store
-            .write(|tx| {
-                let prompt = system_prompt(tx)?;
-                enqueue_in(tx, self, &cfg, prompt.as_deref(), req, now)
-            })
+            .write(|tx| enqueue_in(tx, &self.batch(tx, &cfg, now)?, req, &mut Seen::default()))
             .map(ids::message_id)
     }
 
-    /// Enqueue many messages in one transaction: all or nothing. Ids come back in input order.
+    /// Enqueue many messages in one transaction: all or nothing. Ids come back in
+    /// input order; an error names the (0-based) item.
     pub fn enqueue_many(
         &self,
         reqs: &[EnqueueRequest],
@@ -117,25 +148,20 @@ impl Factory {
                 reqs.len()
             )));
         }
-        let cfg = self.config();
         for (i, r) in reqs.iter().enumerate() {
-            check_request(r, &cfg).map_err(|e| Error::validation(format!("item {i}: {e}")))?;
+            check_request(r).map_err(|e| e.with_context(&format!("item {i}")))?;
         }
+        let cfg = self.config();
         let now = self.now(now_ms)?;
         self.store.write(|tx| {
-            let prompt = system_prompt(tx)?;
+            let batch = self.batch(tx, &cfg, now)?;
+            let mut seen = Seen::default();
             reqs.iter()
                 .enumerate()
                 .map(|(i, r)| {
-                    enqueue_in(tx, self, &cfg, prompt.as_deref(), r, now)
+                    enqueue_in(tx, &batch, r, &mut seen)
                         .map(ids::message_id)
-                        .map_err(|e| match e {
-                            Error::Validation(m) => Error::Validation(format!("item {i}: {m}")),
-                            Error::NotFound(m) => Error::NotFound(format!("item {i}: {m}")),
-                            Error::InvalidState(m) => Error::InvalidState(format!("item {i}: {m}")),
-                            Error::Conflict(m) => Error::Conflict(format!("item {i}: {m}")),
-                            other => other,
-                        })
+                        .map_err(|e| e.with_context(&format!("item {i}")))
                 })
                 .collect()
         })

@@ -34,7 +34,7 @@ pub use stats::{ConversationCounts, ConversationView, JobView, QueueStats, DELTA
 /// Lease end of `(worker, message, lease)` if that lease is still the message's
 /// current one; `NotFound` for an unknown message.
 pub(crate) fn held_lease(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &crate::store::Tx,
     worker_id: &str,
     message_id: &str,
     lease_id: &str,

@@ -6,13 +6,14 @@
 //! and the holder's load and sticky assignment are cleared, without refreshing
 //! the holder's heartbeat (it is probably dead).
 
-use rusqlite::{params, Transaction};
+use rusqlite::params;
 
 use super::conversations;
 use super::settle::retry_or_bury;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::factory::Factory;
+use crate::store::Tx;
 use crate::workers;
 
 /// Error recorded on a message whose lease expired.
@@ -31,7 +32,7 @@ pub struct ReleaseOutcome {
 
 /// Recover up to `limit` expired leases inside `tx`.
 pub(crate) fn release_expired_in(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     cfg: &Config,
     now: i64,
     limit: i64,

@@ -6,7 +6,7 @@
 //! its holder may still complete or fail it until recovery hands it to
 //! someone else; after that the old lease id no longer matches.
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
 
 use super::claim::{self, claim_in};
 use super::{conversations, Claim, ClaimOptions};
@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::factory::Factory;
 use crate::ids;
+use crate::store::Tx;
 use crate::workers::{self, validate_worker_id};
 
 /// Longest stored error text; longer messages are truncated.
@@ -31,8 +32,10 @@ pub struct FailOutcome {
 }
 
 pub(crate) struct Held {
+    pub key: i64,
     pub conv_ref: i64,
     pub conversation_id: String,
+    pub agent_key: String,
     pub attempts: i64,
     pub max_attempts: i64,
     pub lease_expires_at: i64,
@@ -40,7 +43,7 @@ pub(crate) struct Held {
 
 /// The message if `(worker, lease)` still holds it; `NotFound` for an unknown id.
 pub(crate) fn held(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     worker_id: &str,
     message_id: &str,
     lease_id: &str,
@@ -48,17 +51,19 @@ pub(crate) fn held(
     let key = ids::parse_message_id(message_id)?;
     let row = tx
         .prepare_cached(
-            "SELECT m.conversation_ref, c.conversation_id, m.attempts, m.max_attempts, m.lease_expires_at
+            "SELECT m.conversation_ref, c.conversation_id, c.agent_key, m.attempts, m.max_attempts, m.lease_expires_at
              FROM messages m JOIN conversations c ON c.id = m.conversation_ref
              WHERE m.id = ?1 AND m.status = 'processing' AND m.lease_id = ?2 AND m.claimed_by = ?3",
         )?
         .query_row(params![key, lease_id, worker_id], |r| {
             Ok(Held {
+                key,
                 conv_ref: r.get(0)?,
                 conversation_id: r.get(1)?,
-                attempts: r.get(2)?,
-                max_attempts: r.get(3)?,
-                lease_expires_at: r.get(4)?,
+                agent_key: r.get(2)?,
+                attempts: r.get(3)?,
+                max_attempts: r.get(4)?,
+                lease_expires_at: r.get(5)?,
             })
         })
         .optional()?;
@@ -85,7 +90,7 @@ fn check(worker_id: &str, lease_id: &str) -> Result<()> {
 
 /// Requeue with backoff or dead-letter a message that was `processing`.
 pub(crate) fn retry_or_bury(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     cfg: &Config,
     key: i64,
     attempts: i64,
@@ -120,29 +125,55 @@ pub(crate) fn retry_or_bury(
     })
 }
 
+/// Mark the message done if `(worker, lease)` still holds it: the guard and the write
+/// are one statement. `false` when fenced off; `NotFound` for an unknown id.
 fn complete_in(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     cfg: &Config,
     worker_id: &str,
     message_id: &str,
     lease_id: &str,
     now: i64,
 ) -> Result<bool> {
-    let Some(h) = held(tx, worker_id, message_id, lease_id)? else {
-        return Ok(false);
-    };
     let key = ids::parse_message_id(message_id)?;
-    tx.prepare_cached(
-        "UPDATE messages SET status = 'done', finished_at = ?2, lease_id = NULL, lease_expires_at = NULL,
-           last_error = NULL, next_retry_at = NULL WHERE id = ?1",
-    )?
-    .execute(params![key, now])?;
-    conversations::refresh_head(tx, h.conv_ref, now)?;
+    let conv_ref: Option<i64> = tx
+        .prepare_cached(
+            "UPDATE messages SET status = 'done', finished_at = ?4, lease_id = NULL, lease_expires_at = NULL,
+               last_error = NULL, next_retry_at = NULL
+             WHERE id = ?1 AND status = 'processing' AND lease_id = ?2 AND claimed_by = ?3 RETURNING conversation_ref",
+        )?
+        .query_row(params![key, lease_id, worker_id, now], |r| r.get(0))
+        .optional()?;
+    let Some(conv_ref) = conv_ref else {
+        return held(tx, worker_id, message_id, lease_id).map(|_| false);
+    };
+    conversations::refresh_head(tx, conv_ref, now)?;
     workers::release_load(tx, worker_id, now, cfg.scaling.idle_timeout_ms, true, None)?;
     Ok(true)
 }
 
 impl Factory {
+    /// Run `f` on a message the worker still holds, in one transaction; `lost` when the
+    /// lease no longer matches (nothing is written then).
+    fn settle<T>(
+        &self,
+        worker_id: &str,
+        message_id: &str,
+        lease_id: &str,
+        now_ms: Option<i64>,
+        lost: T,
+        f: impl FnOnce(&Tx, &Config, &Held, i64) -> Result<T>,
+    ) -> Result<T> {
+        check(worker_id, lease_id)?;
+        let cfg = self.config();
+        let now = self.now(now_ms)?;
+        self.store
+            .write(|tx| match held(tx, worker_id, message_id, lease_id)? {
+                None => Ok(lost),
+                Some(h) => f(tx, &cfg, &h, now),
+            })
+    }
+
     /// Extend a live lease. `false` if the lease is lost or already expired.
     pub fn heartbeat(
         &self,
@@ -151,25 +182,16 @@ impl Factory {
         lease_id: &str,
         now_ms: Option<i64>,
     ) -> Result<bool> {
-        check(worker_id, lease_id)?;
-        let cfg = self.config();
-        let now = self.now(now_ms)?;
-        self.store.write(|tx| {
-            let Some(h) = held(tx, worker_id, message_id, lease_id)? else {
-                return Ok(false);
-            };
+        self.settle(worker_id, message_id, lease_id, now_ms, false, |tx, cfg, h, now| {
             if h.lease_expires_at <= now {
                 return Ok(false);
             }
-            let key = ids::parse_message_id(message_id)?;
             let expires = now + cfg.lease.lease_ms;
-            tx.prepare_cached("UPDATE messages SET lease_expires_at = ?2 WHERE id = ?1")?.execute(params![key, expires])?;
+            tx.prepare_cached("UPDATE messages SET lease_expires_at = ?2 WHERE id = ?1")?.execute(params![h.key, expires])?;
             tx.prepare_cached(
                 "UPDATE conversations SET lock_expires_at = ?2, lock_heartbeat_at = ?3 WHERE id = ?1 AND lock_lease_id = ?4",
             )?
             .execute(params![h.conv_ref, expires, now, lease_id])?;
-            let agent_key: String =
-                tx.prepare_cached("SELECT agent_key FROM conversations WHERE id = ?1")?.query_row([h.conv_ref], |r| r.get(0))?;
             tx.prepare_cached(
                 "UPDATE workers SET heartbeat_at = max(heartbeat_at, ?2),
                    assignment_assigned_at = CASE WHEN mode = 'sticky' THEN coalesce(assignment_assigned_at, ?2) ELSE assignment_assigned_at END,
@@ -178,7 +200,7 @@ impl Factory {
                    assignment_lease_id = CASE WHEN mode = 'sticky' THEN ?5 ELSE assignment_lease_id END
                  WHERE worker_id = ?1 AND status <> 'stopped'",
             )?
-            .execute(params![worker_id, now, h.conversation_id, agent_key, lease_id])?;
+            .execute(params![worker_id, now, h.conversation_id, h.agent_key, lease_id])?;
             Ok(true)
         })
     }
@@ -213,13 +235,17 @@ impl Factory {
         claim::check(worker_id, opts)?;
         let cfg = self.config();
         let now = self.now(now_ms)?;
-        self.store.write(|tx| {
+        let next = self.store.write(|tx| {
             if !complete_in(tx, &cfg, worker_id, message_id, lease_id, now)? {
-                return Err(Error::conflict(format!(
-                    "lease {lease_id} of message {message_id} is no longer held by worker '{worker_id}'"
-                )));
+                return Ok(None);
             }
-            claim_in(tx, &cfg, worker_id, opts, now)
+            claim_in(tx, &cfg, worker_id, opts, now, &self.store).map(Some)
+        });
+        if next.is_err() {
+            self.store.forget_maintenance();
+        }
+        next?.ok_or_else(|| {
+            Error::conflict(format!("lease {lease_id} of message {message_id} is no longer held by worker '{worker_id}'"))
         })
     }
 
@@ -232,22 +258,24 @@ impl Factory {
         error: &str,
         now_ms: Option<i64>,
     ) -> Result<FailOutcome> {
-        check(worker_id, lease_id)?;
-        let cfg = self.config();
-        let now = self.now(now_ms)?;
-        self.store.write(|tx| {
-            let Some(h) = held(tx, worker_id, message_id, lease_id)? else {
-                return Ok(FailOutcome {
-                    requeued: false,
-                    dead_lettered: false,
-                    next_scheduled_for: None,
-                });
-            };
-            let key = ids::parse_message_id(message_id)?;
-            let outcome = retry_or_bury(tx, &cfg, key, h.attempts, h.max_attempts, error, now)?;
-            conversations::refresh_head(tx, h.conv_ref, now)?;
-            workers::release_load(tx, worker_id, now, cfg.scaling.idle_timeout_ms, true, None)?;
-            Ok(outcome)
-        })
+        let lost = FailOutcome {
+            requeued: false,
+            dead_lettered: false,
+            next_scheduled_for: None,
+        };
+        self.settle(
+            worker_id,
+            message_id,
+            lease_id,
+            now_ms,
+            lost,
+            |tx, cfg, h, now| {
+                let outcome =
+                    retry_or_bury(tx, cfg, h.key, h.attempts, h.max_attempts, error, now)?;
+                conversations::refresh_head(tx, h.conv_ref, now)?;
+                workers::release_load(tx, worker_id, now, cfg.scaling.idle_timeout_ms, true, None)?;
+                Ok(outcome)
+            },
+        )
     }
 }

@@ -5,7 +5,7 @@
 //! (pending, in-flight, dead-lettered rows or one conversation's rows), never by
 //! the number of finished messages in the whole table.
 
-use rusqlite::{params, Row, Transaction};
+use rusqlite::{params, Row};
 use serde_json::Value;
 
 use super::conversations::{self, validate_conversation_id, HistoryEntry, ROLES};
@@ -13,6 +13,7 @@ use super::validate_status;
 use crate::error::{Error, Result};
 use crate::factory::Factory;
 use crate::ids;
+use crate::store::Tx;
 
 /// Window of history served to workers when a hydration cache matches.
 pub const DELTA_WINDOW: i64 = 64;
@@ -144,7 +145,7 @@ fn check_limit(limit: i64, max: i64) -> Result<()> {
     }
 }
 
-fn conversation_items(tx: &Transaction<'_>, conv_ref: i64, limit: i64) -> Result<Vec<JobView>> {
+fn conversation_items(tx: &Tx, conv_ref: i64, limit: i64) -> Result<Vec<JobView>> {
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_ref
          WHERE m.conversation_ref = ?1 ORDER BY m.id DESC LIMIT ?2"

@@ -8,11 +8,12 @@
 
 pub mod crypto;
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::factory::Factory;
+use crate::store::Tx;
 use crypto::{MasterKey, Sealed, ALGORITHM};
 
 /// Largest accepted secret value, in bytes.
@@ -49,7 +50,7 @@ pub fn validate_secret_ref(secret_ref: &str) -> Result<()> {
 
 /// Decrypt the active value of `secret_ref`, if any.
 pub(crate) fn active_plaintext(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     key: &MasterKey,
     secret_ref: &str,
 ) -> Result<Option<String>> {
@@ -69,7 +70,7 @@ pub(crate) fn active_plaintext(
 
 /// First active value among `refs` (in order), with the ref that matched.
 pub(crate) fn first_active(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     key: &MasterKey,
     refs: &[String],
 ) -> Result<Option<(String, String)>> {

@@ -51,7 +51,7 @@ CREATE INDEX conversations_waiting ON conversations(head_ready_at) WHERE state =
 CREATE INDEX conversations_agent ON conversations(agent_key);
 
 CREATE TABLE messages (
-  id               INTEGER PRIMARY KEY AUTOINCREMENT,
+  id               INTEGER PRIMARY KEY,
   conversation_ref INTEGER NOT NULL REFERENCES conversations(id),
   agent_key        TEXT NOT NULL,
   payload          TEXT NOT NULL,
@@ -134,7 +134,7 @@ CREATE TABLE workers (
   created_at             INTEGER NOT NULL
 );
 CREATE INDEX workers_assignment ON workers(assignment_conversation_id) WHERE assignment_conversation_id IS NOT NULL;
-CREATE INDEX workers_status ON workers(status, heartbeat_at);
+CREATE INDEX workers_status ON workers(status);
 
 CREATE TABLE secrets (
   id           INTEGER PRIMARY KEY,

@@ -17,11 +17,11 @@ pub mod migrations;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 
 pub use fs_policy::{JournalChoice, JournalPolicy};
 
@@ -44,6 +44,8 @@ pub struct Store {
     path: Option<PathBuf>,
     durable: AtomicBool,
     journal_mode: String,
+    /// Clock time (ms) of the last time-driven maintenance pass in this process.
+    maintained_at: AtomicI64,
 }
 
 impl std::fmt::Debug for Store {
@@ -162,13 +164,20 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(128);
+        // Plans must not depend on bound values: otherwise SQLite re-prepares a
+        // statement every time the cache hands it out with fresh bindings.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         let store = Store {
             conn: Mutex::new(conn),
             path,
             durable: AtomicBool::new(options.durable),
             journal_mode,
+            maintained_at: AtomicI64::new(i64::MIN),
         };
-        store.write(|tx| migrations::apply(tx))?;
+        store.write(migrations::apply)?;
         Ok(Arc::new(store))
     }
 
@@ -195,28 +204,73 @@ impl Store {
         &self.journal_mode
     }
 
+    /// Whether time-driven maintenance (due promotions, lease expiry) should run at
+    /// `now`: false only when the previous pass ran at exactly the same millisecond.
+    /// Writes at one instant never create work that is due at that same instant
+    /// (retries and leases always end later), so skipping the repeat loses nothing;
+    /// another process's clock skew can delay a promotion by at most a millisecond.
+    pub fn maintenance_due(&self, now: i64) -> bool {
+        self.maintained_at.swap(now, Ordering::SeqCst) != now
+    }
+
+    /// Undo [`Store::maintenance_due`] after the transaction that ran the pass rolled back.
+    pub fn forget_maintenance(&self) {
+        self.maintained_at.store(i64::MIN, Ordering::SeqCst);
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic inside a transaction drops (rolls back) it, so the connection stays usable.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Run `f` in one `BEGIN IMMEDIATE` transaction; commit on `Ok`, roll back on `Err`.
-    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+    pub fn write<T>(&self, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
+        let conn = self.lock();
+        run_in_transaction(&conn, "BEGIN IMMEDIATE", f)
     }
 
     /// Run `f` in a read transaction (one consistent snapshot).
-    pub fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+    pub fn read<T>(&self, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
+        let conn = self.lock();
+        run_in_transaction(&conn, "BEGIN DEFERRED", f)
     }
+}
+
+/// A connection inside an open transaction (what every operation receives).
+pub type Tx = Connection;
+
+/// Rolls back unless committed, also when `f` panics.
+struct Open<'a> {
+    conn: &'a Connection,
+    committed: bool,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = self
+                .conn
+                .prepare_cached("ROLLBACK")
+                .and_then(|mut s| s.execute([]));
+        }
+    }
+}
+
+/// BEGIN/COMMIT through the statement cache (no re-parsing per transaction).
+fn run_in_transaction<T>(
+    conn: &Connection,
+    begin: &str,
+    f: impl FnOnce(&Tx) -> Result<T>,
+) -> Result<T> {
+    conn.prepare_cached(begin)?.execute([])?;
+    let mut open = Open {
+        conn,
+        committed: false,
+    };
+    let out = f(conn)?;
+    conn.prepare_cached("COMMIT")?.execute([])?;
+    open.committed = true;
+    Ok(out)
 }
 
 fn absolute(path: &Path) -> Result<PathBuf> {

@@ -10,10 +10,11 @@
 
 pub mod lifecycle;
 
-use rusqlite::{params, OptionalExtension, Row, Transaction};
+use rusqlite::{params, OptionalExtension, Row};
 
 use crate::error::{Error, Result};
 use crate::factory::Factory;
+use crate::store::Tx;
 pub use lifecycle::{WorkerMode, WorkerStatus};
 
 /// A worker's claim on one conversation.
@@ -223,7 +224,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Worker> {
 }
 
 /// Load a worker inside a transaction.
-pub(crate) fn get_in(tx: &Transaction<'_>, worker_id: &str) -> Result<Option<Worker>> {
+pub(crate) fn get_in(tx: &Tx, worker_id: &str) -> Result<Option<Worker>> {
     let sql = format!("SELECT {COLUMNS} FROM workers WHERE worker_id = ?1");
     Ok(tx
         .prepare_cached(&sql)?
@@ -260,7 +261,7 @@ pub fn control_state_of(worker: Option<&Worker>, now: i64, stale_after_ms: i64) 
 }
 
 /// Refresh an active worker's heartbeat (a sign of life while idle).
-pub(crate) fn touch_in(tx: &Transaction<'_>, worker_id: &str, now: i64) -> Result<bool> {
+pub(crate) fn touch_in(tx: &Tx, worker_id: &str, now: i64) -> Result<bool> {
     let n = tx
         .prepare_cached("UPDATE workers SET heartbeat_at = ?2 WHERE worker_id = ?1 AND status = 'active' AND heartbeat_at < ?2")?
         .execute(params![worker_id, now])?;
@@ -274,7 +275,7 @@ pub(crate) fn touch_in(tx: &Transaction<'_>, worker_id: &str, now: i64) -> Resul
 /// lease expired must not look alive because of it. `clear_assignment_for` clears
 /// a sticky assignment on that conversation once the worker holds nothing.
 pub(crate) fn release_load(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     worker_id: &str,
     now: i64,
     idle_timeout_ms: i64,
@@ -461,7 +462,7 @@ impl Factory {
         validate_worker_id(worker_id)?;
         let now = self.now(now_ms)?;
         let stale = self.config().lease.stale_after_ms;
-        let compute = |tx: &Transaction<'_>| -> Result<ControlState> {
+        let compute = |tx: &Tx| -> Result<ControlState> {
             let worker = get_in(tx, worker_id)?;
             let state = control_state_of(worker.as_ref(), now, stale);
             if touch && !state.should_stop {
@@ -504,7 +505,7 @@ impl Factory {
     }
 }
 
-fn write_worker(tx: &Transaction<'_>, w: &Worker) -> Result<()> {
+fn write_worker(tx: &Tx, w: &Worker) -> Result<()> {
     let a = w.assignment.as_ref();
     tx.prepare_cached(
         "INSERT INTO workers(worker_id, provider, mode, status, load, heartbeat_at, last_claim_at, scheduled_shutdown_at,
