@@ -47,6 +47,8 @@ class _Record:
 
     @classmethod
     def _from(cls: type[_R], data: Mapping[str, Any]) -> _R:
+        if not cls._nested and not cls._nested_lists:
+            return cls(**data)  # native dicts carry exactly the fields
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             v = data.get(f.name)
