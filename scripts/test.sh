@@ -16,6 +16,10 @@ PY="$VENV/bin/python"
 echo "== generated sync API is up to date"
 "$PY" tools/async_to_sync.py --check
 
+echo "== cargo fmt and clippy"
+cargo fmt --check
+cargo clippy --quiet --all-targets -- -D warnings
+
 echo "== cargo test (Rust core)"
 cargo test --quiet 2>&1 | tail -n 25
 

@@ -7,6 +7,7 @@
 //!   fsynced, then renamed into place, so a reader never sees a partial blob;
 //! - reads verify the hash; a corrupted file is reported, never returned;
 //! - files are 0600 and directories 0700.
+//!
 //! `:memory:` factories use a private temporary root removed on drop.
 
 use std::fs::{self, File};

@@ -115,7 +115,7 @@ impl Factory {
         let now = self.now(now_ms)?;
         self.store.read(|tx| {
             let held = crate::queue::held_lease(tx, worker_id, message_id, lease_id)?;
-            if !held.is_some_and(|expires| expires > now) {
+            if held.is_none_or(|expires| expires <= now) {
                 return Err(Error::conflict(format!(
                     "worker '{worker_id}' does not hold a live lease {lease_id} on message {message_id}"
                 )));

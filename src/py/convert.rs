@@ -75,19 +75,25 @@ impl<'de> Deserialize<'de> for Strict {
     }
 }
 
+/// `field` or `field.path` (where inside the value the problem is).
+fn located<E: std::fmt::Display>(field: &str, err: serde_path_to_error::Error<E>) -> (String, E) {
+    let path = err.path().to_string();
+    let place = if path == "." {
+        field.to_string()
+    } else {
+        format!("{field}.{path}")
+    };
+    (place, err.into_inner())
+}
+
 /// A Python object as JSON (dicts with str keys, lists, str, int, finite float, bool, None).
 pub fn json(field: &str, obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     let mut de = Depythonizer::from_object(obj);
     serde_path_to_error::deserialize::<_, Strict>(&mut de)
         .map(|s| s.0)
         .map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." {
-                invalid(format!("{field} must be JSON-compatible: {inner}"))
-            } else {
-                invalid(format!("{field}.{path} must be JSON-compatible: {inner}"))
-            }
+            let (place, inner) = located(field, e);
+            invalid(format!("{place} must be JSON-compatible: {inner}"))
         })
 }
 
@@ -107,12 +113,7 @@ pub fn object(field: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Ma
 pub fn typed<T: serde::de::DeserializeOwned>(field: &str, obj: &Bound<'_, PyAny>) -> PyResult<T> {
     let value = json(field, obj)?;
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            invalid(format!("{field}: {inner}"))
-        } else {
-            invalid(format!("{field}.{path}: {inner}"))
-        }
+        let (place, inner) = located(field, e);
+        invalid(format!("{place}: {inner}"))
     })
 }
