@@ -123,7 +123,8 @@ def run_demo(
         while True:
             if claim is None:
                 # Nothing claimable right now: other workers hold the remaining conversations.
-                if factory.queue.stats().queued_ready == 0 and factory.queue.stats().processing == 0:
+                s = factory.queue.stats()
+                if s.queued_ready + s.queued_delayed + s.processing == 0:
                     break
                 idle_polls += 1
                 time.sleep(0.0005)
