@@ -253,14 +253,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agent-factory", description="Control plane for fleets of chat agents.")
     parser.add_argument("--db", default=os.environ.get("AGENT_FACTORY_DB"), help="database path (env AGENT_FACTORY_DB)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    # The same options after the subcommand; SUPPRESS keeps a value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default=argparse.SUPPRESS, help="database path (env AGENT_FACTORY_DB)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the queue end to end on a temporary database and report")
+    demo = sub.add_parser("demo", parents=[common], help="run the queue end to end on a temporary database and report")
     demo.add_argument("--messages", type=int, default=5000)
     demo.add_argument("--conversations", type=int, default=300)
     demo.add_argument("--workers", type=int, default=4)
     demo.add_argument("--durable", action="store_true", help="fsync every commit (synchronous=FULL)")
     demo.set_defaults(run=_cmd_demo)
-    status = sub.add_parser("status", help="queue counters, workers and dead letters")
+    status = sub.add_parser("status", parents=[common], help="queue counters, workers and dead letters")
     status.set_defaults(run=_cmd_status)
     return parser
 
