@@ -24,6 +24,21 @@ impl Clock {
         Clock::Manual(Arc::new(AtomicI64::new(start_ms)))
     }
 
+    /// Whether this is a manual (test) clock.
+    pub fn is_manual(&self) -> bool {
+        matches!(self, Clock::Manual(_))
+    }
+
+    /// How long time-driven maintenance may lag on this clock: exact for manual
+    /// clocks, up to 50 ms on the wall clock (invisible next to 1 s retry backoffs).
+    pub fn maintenance_interval_ms(&self) -> i64 {
+        if self.is_manual() {
+            0
+        } else {
+            50
+        }
+    }
+
     /// Current time in epoch milliseconds.
     pub fn now_ms(&self) -> i64 {
         match self {

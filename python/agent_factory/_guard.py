@@ -65,3 +65,14 @@ def construct(factory: Callable[..., Any], *args: Any) -> GuardedNative:
         return GuardedNative(factory(*args))
     except (TypeError, OverflowError, UnicodeEncodeError) as exc:
         raise _translate(exc) from None
+
+
+def resolve_future(future: Any, ok: bool, value: Any) -> None:
+    """Complete an asyncio future from the native async pool (runs on the event loop).
+    A future whose awaiting task was cancelled is left alone."""
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)

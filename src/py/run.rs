@@ -1,22 +1,82 @@
 //! Running core calls from Python: blocking (GIL released) or as an awaitable.
 //!
 //! Every native method takes `is_async`. Blocking calls run the core inside
-//! `py.detach`; async calls return an asyncio future whose work runs on tokio's
-//! blocking pool (never on a tokio worker thread). If the awaiting task is
-//! cancelled the work still finishes and commits; leases make that safe (an
-//! unreported claim expires and is recovered).
+//! `py.detach`. Async calls create a future on the running asyncio loop and hand
+//! the work to a small pool of dedicated threads, which resolve the future with
+//! `loop.call_soon_threadsafe`: two thread hand-offs per call, and the SQLite
+//! work never runs on the event loop or on a tokio worker. If the awaiting task
+//! is cancelled the work still finishes and commits (the result is dropped);
+//! leases make that safe (an unreported claim expires and is recovered).
+
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pythonize::pythonize;
 use serde::Serialize;
 
 use super::errors::{internal, to_py};
 use crate::error::Result;
 
+type Job = Box<dyn FnOnce() + Send + 'static>;
+/// The queue into the pool, with the pid that started its threads.
+type Pool = Mutex<Option<(u32, Sender<Job>)>>;
+
+/// Threads serving async calls (SQLite work serialises per database anyway).
+const POOL_THREADS: usize = 4;
+
 fn to_object<T: Serialize>(py: Python<'_>, value: &T) -> PyResult<Py<PyAny>> {
     pythonize(py, value)
         .map(Bound::unbind)
         .map_err(|e| internal(format!("result conversion failed: {e}")))
+}
+
+/// The pool's queue, rebuilt in a forked child (threads do not survive `fork`).
+fn submit(job: Job) -> PyResult<()> {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    let mut slot = POOL
+        .get_or_init(|| Mutex::new(None))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if slot.as_ref().is_none_or(|(owner, _)| *owner != pid) {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..POOL_THREADS {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("agent-factory-async-{i}"))
+                .spawn(move || loop {
+                    let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    match next {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                })
+                .map_err(|e| internal(format!("cannot start the async worker thread: {e}")))?;
+        }
+        *slot = Some((pid, tx));
+    }
+    let sender = slot
+        .as_ref()
+        .map(|(_, tx)| tx.clone())
+        .ok_or_else(|| internal("async pool missing"))?;
+    drop(slot);
+    sender
+        .send(job)
+        .map_err(|_| internal("the async worker pool has stopped"))
+}
+
+/// `agent_factory._guard.resolve_future`, which ignores cancelled futures.
+fn resolver(py: Python<'_>) -> PyResult<&Py<PyAny>> {
+    static RESOLVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    RESOLVE.get_or_try_init(py, || {
+        Ok(py
+            .import("agent_factory._guard")?
+            .getattr("resolve_future")?
+            .unbind())
+    })
 }
 
 /// Run `work` and return its result as a Python object, or an awaitable of it.
@@ -29,12 +89,21 @@ where
         let out = py.detach(work).map_err(to_py)?;
         return to_object(py, &out);
     }
-    let fut = pyo3_async_runtimes::tokio::future_into_py(py, async move {
-        let out = tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| internal(format!("background task failed: {e}")))?
-            .map_err(to_py)?;
-        Python::attach(|py| to_object(py, &out))
-    })?;
-    Ok(fut.unbind())
+    let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
+    let future = event_loop.call_method0("create_future")?;
+    let resolve = resolver(py)?.clone_ref(py);
+    let (loop_ref, future_ref) = (event_loop.unbind(), future.clone().unbind());
+    submit(Box::new(move || {
+        let out = work();
+        Python::attach(|py| {
+            let (ok, value) = match out.map_err(to_py).and_then(|v| to_object(py, &v)) {
+                Ok(v) => (true, v),
+                Err(e) => (false, e.into_value(py).into_any()),
+            };
+            // A closed loop means nobody is waiting any more; the work is done either way.
+            let _ =
+                loop_ref.call_method1(py, "call_soon_threadsafe", (resolve, future_ref, ok, value));
+        });
+    }))?;
+    Ok(future.unbind())
 }

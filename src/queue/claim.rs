@@ -103,8 +103,9 @@ pub(crate) fn claim_in(
     opts: &ClaimOptions,
     now: i64,
     store: &Store,
+    maintenance_interval_ms: i64,
 ) -> Result<Option<Claim>> {
-    if store.maintenance_due(now) {
+    if store.maintenance_due(now, maintenance_interval_ms) {
         recovery::release_expired_in(tx, cfg, now, INLINE_RECOVERY)?;
         conversations::promote_due(tx, now)?;
     }
@@ -212,9 +213,17 @@ impl Factory {
         check(worker_id, opts)?;
         let cfg = self.config();
         let now = self.now(now_ms)?;
-        let result = self
-            .store
-            .write(|tx| claim_in(tx, &cfg, worker_id, opts, now, &self.store));
+        let result = self.store.write(|tx| {
+            claim_in(
+                tx,
+                &cfg,
+                worker_id,
+                opts,
+                now,
+                &self.store,
+                self.clock.maintenance_interval_ms(),
+            )
+        });
         if result.is_err() {
             self.store.forget_maintenance();
         }

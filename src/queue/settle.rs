@@ -239,7 +239,16 @@ impl Factory {
             if !complete_in(tx, &cfg, worker_id, message_id, lease_id, now)? {
                 return Ok(None);
             }
-            claim_in(tx, &cfg, worker_id, opts, now, &self.store).map(Some)
+            claim_in(
+                tx,
+                &cfg,
+                worker_id,
+                opts,
+                now,
+                &self.store,
+                self.clock.maintenance_interval_ms(),
+            )
+            .map(Some)
         });
         if next.is_err() {
             self.store.forget_maintenance();

@@ -140,6 +140,11 @@ impl Store {
             conn.pragma_update(None, "mmap_size", 67_108_864_i64)?;
         }
         conn.pragma_update(None, "journal_size_limit", 67_108_864_i64)?;
+        // Queue pages (conversation heads, worker rows, index leaves) are rewritten
+        // constantly; checkpointing every 8 000 frames (≈32 MiB of WAL) instead of every
+        // 1 000 copies each hot page to the database once per checkpoint, not every few
+        // dozen messages.
+        conn.pragma_update(None, "wal_autocheckpoint", 8_000_i64)?;
         let store = Self::finish_open(
             conn,
             Some(file.to_path_buf()),
@@ -163,6 +168,7 @@ impl Store {
         )?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.pragma_update(None, "cache_size", -16_384_i64)?; // 16 MiB of page cache
         conn.set_prepared_statement_cache_capacity(128);
         // Plans must not depend on bound values: otherwise SQLite re-prepares a
         // statement every time the cache hands it out with fresh bindings.
@@ -205,12 +211,20 @@ impl Store {
     }
 
     /// Whether time-driven maintenance (due promotions, lease expiry) should run at
-    /// `now`: false only when the previous pass ran at exactly the same millisecond.
-    /// Writes at one instant never create work that is due at that same instant
-    /// (retries and leases always end later), so skipping the repeat loses nothing;
-    /// another process's clock skew can delay a promotion by at most a millisecond.
-    pub fn maintenance_due(&self, now: i64) -> bool {
-        self.maintained_at.swap(now, Ordering::SeqCst) != now
+    /// `now`, given that it may be skipped for `interval_ms` after a pass. With an
+    /// interval of 0 it is skipped only when the previous pass ran at exactly the same
+    /// millisecond: writes at one instant never create work due at that same instant
+    /// (retries and leases always end later), so nothing is delayed at all. A clock
+    /// that goes backwards always runs a pass.
+    pub fn maintenance_due(&self, now: i64, interval_ms: i64) -> bool {
+        let last = self.maintained_at.load(Ordering::SeqCst);
+        let due = now < last
+            || now > last.saturating_add(interval_ms)
+            || (interval_ms == 0 && now != last);
+        due && self
+            .maintained_at
+            .compare_exchange(last, now, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
     }
 
     /// Undo [`Store::maintenance_due`] after the transaction that ran the pass rolled back.
