@@ -140,11 +140,6 @@ impl Store {
             conn.pragma_update(None, "mmap_size", 67_108_864_i64)?;
         }
         conn.pragma_update(None, "journal_size_limit", 67_108_864_i64)?;
-        // Queue pages (conversation heads, worker rows, index leaves) are rewritten
-        // constantly; checkpointing every 8 000 frames (≈32 MiB of WAL) instead of every
-        // 1 000 copies each hot page to the database once per checkpoint, not every few
-        // dozen messages.
-        conn.pragma_update(None, "wal_autocheckpoint", 8_000_i64)?;
         let store = Self::finish_open(
             conn,
             Some(file.to_path_buf()),
