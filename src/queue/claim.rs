@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::factory::Factory;
 use crate::ids;
-use crate::store::{Store, Tx};
+use crate::store::Tx;
 use crate::workers::{self, validate_worker_id, Assignment, Worker, WorkerMode, WorkerStatus};
 
 /// Expired leases recovered inline by each claim (the control loop does the rest).
@@ -98,14 +98,15 @@ fn register_or_load(tx: &Tx, worker_id: &str, mode: WorkerMode, now: i64) -> Res
 /// Claim inside an open transaction (shared by `claim` and `complete(claim_next)`).
 pub(crate) fn claim_in(
     tx: &Tx,
+    f: &Factory,
     cfg: &Config,
     worker_id: &str,
     opts: &ClaimOptions,
     now: i64,
-    store: &Store,
-    maintenance_interval_ms: i64,
 ) -> Result<Option<Claim>> {
-    if store.maintenance_due(now, maintenance_interval_ms) {
+    if f.store
+        .maintenance_due(now, f.clock.maintenance_interval_ms())
+    {
         recovery::release_expired_in(tx, cfg, now, INLINE_RECOVERY)?;
         conversations::promote_due(tx, now)?;
     }
@@ -213,17 +214,14 @@ impl Factory {
         check(worker_id, opts)?;
         let cfg = self.config();
         let now = self.now(now_ms)?;
-        let result = self.store.write(|tx| {
-            claim_in(
-                tx,
-                &cfg,
-                worker_id,
-                opts,
-                now,
-                &self.store,
-                self.clock.maintenance_interval_ms(),
-            )
-        });
+        self.write_claiming(|tx| claim_in(tx, self, &cfg, worker_id, opts, now))
+    }
+
+    /// A write transaction that may claim. A claim can run the time-driven
+    /// maintenance pass; if the transaction rolls back, that pass is forgotten so
+    /// the next claim runs it again.
+    pub(crate) fn write_claiming<T>(&self, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
+        let result = self.store.write(f);
         if result.is_err() {
             self.store.forget_maintenance();
         }

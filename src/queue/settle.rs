@@ -235,25 +235,13 @@ impl Factory {
         claim::check(worker_id, opts)?;
         let cfg = self.config();
         let now = self.now(now_ms)?;
-        let next = self.store.write(|tx| {
+        let next = self.write_claiming(|tx| {
             if !complete_in(tx, &cfg, worker_id, message_id, lease_id, now)? {
                 return Ok(None);
             }
-            claim_in(
-                tx,
-                &cfg,
-                worker_id,
-                opts,
-                now,
-                &self.store,
-                self.clock.maintenance_interval_ms(),
-            )
-            .map(Some)
-        });
-        if next.is_err() {
-            self.store.forget_maintenance();
-        }
-        next?.ok_or_else(|| {
+            claim_in(tx, self, &cfg, worker_id, opts, now).map(Some)
+        })?;
+        next.ok_or_else(|| {
             Error::conflict(format!("lease {lease_id} of message {message_id} is no longer held by worker '{worker_id}'"))
         })
     }
