@@ -113,6 +113,9 @@ pub struct ScalingPolicy {
     pub idle_timeout_ms: i64,
     /// Period of the reconcile loop.
     pub reconcile_interval_ms: i64,
+    /// How long a draining worker may go without a sign of life (or a final
+    /// snapshot) before it is torn down anyway, with stop reason `drain_timeout`.
+    pub drain_timeout_ms: i64,
 }
 
 impl Default for ScalingPolicy {
@@ -123,7 +126,28 @@ impl Default for ScalingPolicy {
             spawn_step: 1,
             idle_timeout_ms: 1_800_000,
             reconcile_interval_ms: 15_000,
+            drain_timeout_ms: 900_000,
         }
+    }
+}
+
+impl ScalingPolicy {
+    /// Reject values the pool could not work with (every field is named).
+    pub fn validate(&self) -> Result<()> {
+        if self.max_workers < 0 {
+            return Err(Error::validation(format!(
+                "scaling.max_workers must be >= 0, got {}",
+                self.max_workers
+            )));
+        }
+        positive(
+            "scaling.queue_per_worker_target",
+            self.queue_per_worker_target,
+        )?;
+        positive("scaling.spawn_step", self.spawn_step)?;
+        positive("scaling.idle_timeout_ms", self.idle_timeout_ms)?;
+        positive("scaling.reconcile_interval_ms", self.reconcile_interval_ms)?;
+        positive("scaling.drain_timeout_ms", self.drain_timeout_ms)
     }
 }
 
@@ -204,17 +228,7 @@ impl Config {
             self.lease.heartbeat_interval_ms,
         )?;
         positive("lease.stale_after_ms", self.lease.stale_after_ms)?;
-        let s = &self.scaling;
-        if s.max_workers < 0 {
-            return Err(Error::validation(format!(
-                "scaling.max_workers must be >= 0, got {}",
-                s.max_workers
-            )));
-        }
-        positive("scaling.queue_per_worker_target", s.queue_per_worker_target)?;
-        positive("scaling.spawn_step", s.spawn_step)?;
-        positive("scaling.idle_timeout_ms", s.idle_timeout_ms)?;
-        positive("scaling.reconcile_interval_ms", s.reconcile_interval_ms)?;
+        self.scaling.validate()?;
         positive("snapshots.retention_ms", self.snapshots.retention_ms)?;
         Ok(())
     }

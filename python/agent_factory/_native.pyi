@@ -22,6 +22,22 @@ def default_config() -> dict[str, Any]: ...
 def can_transition(current: str, next: str) -> bool: ...
 def retry_delay_ms(attempts: int, now_ms: int, policy: dict[str, Any] | None = None) -> int: ...
 
+class NativeHeartbeat:
+    """Heartbeats of one lease on a Rust thread (never takes the GIL); wrapped by ``Heartbeats``."""
+
+    @property
+    def lost(self) -> bool: ...
+    @property
+    def beats(self) -> int: ...
+    @property
+    def running(self) -> bool: ...
+    @property
+    def last_error(self) -> str | None: ...
+    def stop(self) -> dict[str, Any]: ...
+    def status_dict(self) -> dict[str, Any]: ...
+    def __enter__(self) -> NativeHeartbeat: ...
+    def __exit__(self, *exc: object) -> bool: ...
+
 class NativeFlyMachines:
     """Fly Machines client for one app; wrapped by ``agent_factory.fly.FlyMachines``."""
 
@@ -251,3 +267,52 @@ class NativeFactory:
     ) -> Any: ...
     def get_snapshot(self, is_async: bool, snapshot_id: str, now_ms: int | None = None) -> Any: ...
     def expire_old_snapshots(self, is_async: bool, limit: int = 100, now_ms: int | None = None) -> Any: ...
+    def snapshot_directory(
+        self,
+        is_async: bool,
+        worker_id: str,
+        workspace_id: str,
+        agent_key: str,
+        conversation_id: str | None,
+        reason: str,
+        path: str,
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def restore_latest_snapshot(
+        self,
+        is_async: bool,
+        workspace_id: str,
+        agent_key: str,
+        conversation_id: str | None,
+        path: str,
+        mode: str = "replace",
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def restore_snapshot(
+        self, is_async: bool, snapshot_id: str, path: str, mode: str = "replace", now_ms: int | None = None
+    ) -> Any: ...
+    # worker runtime
+    def start_heartbeats(self, worker_id: str, message_id: str, lease_id: str, interval_ms: int) -> NativeHeartbeat: ...
+    # pool
+    def pool_reconcile(
+        self,
+        is_async: bool,
+        provider: dict[str, Any],
+        scaling: dict[str, Any] | None = None,
+        workspace_id: str | None = None,
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def pool_check_idle_shutdowns(
+        self, is_async: bool, provider: dict[str, Any], scaling: dict[str, Any] | None = None, now_ms: int | None = None
+    ) -> Any: ...
+    def pool_status(self, is_async: bool, provider: dict[str, Any]) -> Any: ...
+    def pool_fly_cleanup(
+        self,
+        is_async: bool,
+        provider: dict[str, Any],
+        machine_concurrency: int = 6,
+        volume_concurrency: int = 16,
+        settle_timeout_ms: int = 30000,
+        poll_interval_ms: int = 1000,
+        volume_attempts: int = 3,
+    ) -> Any: ...

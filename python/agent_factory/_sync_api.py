@@ -10,12 +10,12 @@ import builtins
 import os
 from typing import Any, Iterable, Literal, Mapping, Sequence, overload
 from . import _guard, _native
-from ._types import AgentProfile, AppendResult, Claim, ControlState, ConversationCounts, ConversationView, FailOutcome, HydrationBundle, ImportedSecret, Job, MessageConfig, ProviderConfig, QueueStats, ReleaseOutcome, SecretStatus, Snapshot, SnapshotExpiry, SnapshotUpload, Worker, WorkerStats
-from .config import Config
+from ._types import AgentProfile, AppendResult, Claim, CleanupReport, ControlState, ConversationCounts, ConversationView, DirectorySnapshot, FailOutcome, Heartbeats, HydrationBundle, ImportedSecret, Job, MessageConfig, PoolReport, PoolStatus, ProviderConfig, QueueStats, ReleaseOutcome, RestoredSnapshot, SecretStatus, Snapshot, SnapshotExpiry, SnapshotUpload, Worker, WorkerStats
+from .config import Config, FlyProvider, LocalProvider, ScalingPolicy
 from .errors import ValidationError
 _IS_ASYNC = False
 _KEEP: Any = object()
-__all__ = ['Factory', 'AgentsApi', 'QueueApi', 'WorkersApi', 'SecretsApi', 'SettingsApi', 'BlobsApi', 'SnapshotsApi', 'WorkerHandle']
+__all__ = ['Factory', 'AgentsApi', 'QueueApi', 'WorkersApi', 'SecretsApi', 'SettingsApi', 'BlobsApi', 'SnapshotsApi', 'PoolApi', 'WorkerHandle']
 
 def _str_list(value: Any, field: str) -> list[str]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
@@ -51,6 +51,11 @@ def _as_dict(value: Any, field: str) -> Any:
     if callable(to_dict):
         return to_dict()
     raise ValidationError(f'{field} must be a dict or a config object, got {type(value).__name__}')
+
+def _path_arg(value: Any, field: str) -> str:
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f'{field} must be a path (str or os.PathLike), got {type(value).__name__}')
+    return os.fspath(value)
 
 class _Area:
     """Shared plumbing: one native handle, calls run in Rust."""
@@ -283,6 +288,7 @@ class BlobsApi(_Area):
         """Remove a blob; ``False`` if it was not there."""
         return self._n.delete_blob(_IS_ASYNC, sha256)
 SnapshotReason = Literal['drain', 'signal', 'manual']
+RestoreMode = Literal['replace', 'merge']
 
 class SnapshotsApi(_Area):
     """Workspace snapshots kept in the blob store: ``factory.snapshots``.
@@ -352,12 +358,115 @@ class SnapshotsApi(_Area):
         """One snapshot, or ``None``."""
         return Snapshot._maybe(self._n.get_snapshot(_IS_ASYNC, snapshot_id, now_ms))
 
+    def snapshot_directory(self, worker_id: str, workspace_id: str, agent_key: str, conversation_id: str, reason: SnapshotReason, path: str | os.PathLike[str], *, now_ms: int | None=None) -> DirectorySnapshot:
+        """Archive directory ``path`` (a gzip'd tar, streamed into the blob store) and
+        store it as a ready snapshot, in one call.
+
+        Symlinks are kept as links when they stay inside the directory; links a restore
+        would reject, sockets, FIFOs and device files are left out and listed in
+        ``archive.skipped``. Bad arguments or a missing directory raise before anything
+        is written; a pack that fails part-way is recorded as a ``failed`` snapshot and
+        raised."""
+        raw = self._n.snapshot_directory(_IS_ASYNC, worker_id, workspace_id, agent_key, conversation_id, reason, _path_arg(path, 'path'), now_ms)
+        return DirectorySnapshot._from(raw)
+
+    def restore_latest(self, workspace_id: str, agent_key: str, conversation_id: str, path: str | os.PathLike[str], *, mode: RestoreMode='replace', now_ms: int | None=None) -> RestoredSnapshot | None:
+        """Restore the newest ready snapshot of exactly this workspace, agent and
+        conversation into directory ``path`` (created if missing); ``None`` and
+        ``path`` untouched when there is none.
+
+        ``mode="replace"`` makes ``path`` exactly the snapshot (everything else in it is
+        deleted); ``"merge"`` writes the snapshot's entries over what is there and keeps
+        the rest. The archive is extracted into a staging directory first and checked
+        against the snapshot's sha256 and size; only then does ``path`` change. Archives
+        with absolute paths, ``..``, links escaping the directory, hard links or device
+        files are rejected whole (``ValidationError``); a corrupt archive raises
+        ``StorageError``."""
+        raw = self._n.restore_latest_snapshot(_IS_ASYNC, workspace_id, agent_key, conversation_id, _path_arg(path, 'path'), mode, now_ms)
+        return RestoredSnapshot._maybe(raw)
+
+    def restore(self, snapshot_id: str, path: str | os.PathLike[str], *, mode: RestoreMode='replace', now_ms: int | None=None) -> RestoredSnapshot:
+        """Restore one ready snapshot by id into ``path``, with the checks and modes of
+        :meth:`restore_latest` (``NotFoundError`` for an unknown id, ``InvalidStateError``
+        unless it is ready)."""
+        raw = self._n.restore_snapshot(_IS_ASYNC, snapshot_id, _path_arg(path, 'path'), mode, now_ms)
+        return RestoredSnapshot._from(raw)
+
     def expire_old(self, *, limit: int=100, now_ms: int | None=None) -> SnapshotExpiry:
         """Retention sweep over at most ``limit`` rows: ``ready`` snapshots past their
         expiry become ``expired`` and their archives are deleted from the blob store,
         unless an unexpired ready snapshot or a ready attachment shares the same blob.
         Uploads still ``uploading`` at their expiry can never finish and become ``failed``."""
         return SnapshotExpiry._from(self._n.expire_old_snapshots(_IS_ASYNC, limit, now_ms))
+
+def _provider_arg(provider: LocalProvider | FlyProvider | None) -> dict[str, Any]:
+    """The native provider choice: the kind, Fly overrides and local settings."""
+    local = LocalProvider().to_dict()
+    if provider is None:
+        return {'kind': None, 'fly': {}, 'local': local}
+    if isinstance(provider, FlyProvider):
+        return {'kind': 'fly', 'fly': provider.to_dict(), 'local': local}
+    if isinstance(provider, LocalProvider):
+        return {'kind': 'local', 'fly': {}, 'local': provider.to_dict()}
+    raise TypeError(f'provider must be a LocalProvider, a FlyProvider or None, got {type(provider).__name__}')
+
+def _scaling_arg(scaling: ScalingPolicy | Mapping[str, Any] | None) -> Any:
+    if scaling is not None and (not isinstance(scaling, (ScalingPolicy, Mapping))):
+        raise TypeError(f'scaling must be a ScalingPolicy, a dict or None, got {type(scaling).__name__}')
+    return _as_dict(scaling, 'scaling')
+
+class PoolApi(_Area):
+    """The autoscaled worker pool: ``factory.pool``.
+
+    ``provider`` is a :class:`~agent_factory.LocalProvider` (worker subprocesses,
+    the default when nothing is configured), a :class:`~agent_factory.FlyProvider`
+    (Fly Machines), or ``None`` for the stored provider config
+    (``factory.config.set_provider_config``). ``scaling`` defaults to the factory's
+    ``Config.scaling`` and is used for every decision of the call. Cycles never
+    overlap: a second call waits for the running one (``ConflictError`` after 30 s).
+    """
+    __slots__ = ()
+
+    def reconcile(self, *, provider: LocalProvider | FlyProvider | None=None, scaling: ScalingPolicy | Mapping[str, Any] | None=None, workspace_id: str='default', now_ms: int | None=None) -> PoolReport:
+        """One reconcile cycle (the seed's ``reconcileWorkerPool``).
+
+        Recovers expired leases, reconciles worker rows with the provider's machines
+        (grace window for fresh workers, stopped or missing machines drain),
+        backfills idle shutdown times, spawns workers pre-assigned to uncovered
+        active conversations (at most ``min(#active conversations, max_workers)``
+        workers, live ones included, ``spawn_step`` per call; each with its own
+        volume and a ``spawn:<workerId>`` assignment), drains idle workers and tears
+        down stopping ones. A failed spawn is rolled back (worker ``stopped``, volume
+        deleted) and raised as ``ProviderError`` after the rest of the cycle ran.
+        """
+        raw = self._n.pool_reconcile(_IS_ASYNC, _provider_arg(provider), _scaling_arg(scaling), workspace_id, now_ms)
+        return PoolReport._from(raw)
+
+    def check_idle_shutdowns(self, *, provider: LocalProvider | FlyProvider | None=None, scaling: ScalingPolicy | Mapping[str, Any] | None=None, now_ms: int | None=None) -> PoolReport:
+        """One idle-shutdown cycle (the seed's ``checkIdleShutdowns``): provider
+        reconciliation, backfill, idle workers → ``draining`` (never reactivated),
+        draining workers → ``stopping`` once their final snapshot is ready (or they
+        never claimed a job, or the drain timed out), then teardown: cordon, stop and
+        destroy the machine, delete its volumes, ``stopped``. No spawning."""
+        raw = self._n.pool_check_idle_shutdowns(_IS_ASYNC, _provider_arg(provider), _scaling_arg(scaling), now_ms)
+        return PoolReport._from(raw)
+
+    def status(self, *, provider: LocalProvider | FlyProvider | None=None) -> PoolStatus:
+        """Running workers in the provider's scope, the machines and volumes it lists,
+        and listed machines that no running worker knows."""
+        return PoolStatus._from(self._n.pool_status(_IS_ASYNC, _provider_arg(provider)))
+
+    def fly_cleanup(self, *, provider: FlyProvider | None=None, machine_concurrency: int=6, volume_concurrency: int=16, settle_timeout_ms: int=30000, poll_interval_ms: int=1000, volume_attempts: int=3) -> CleanupReport:
+        """Destroy **every** machine and volume of the Fly app, verify and report (the
+        seed's ``runFlyCleanup``). The app comes from ``provider`` or the stored
+        provider config, the token from ``provider.api_token`` or the active
+        ``fly.apiToken`` secret (``NotFoundError``: ``Missing active 'fly.apiToken'
+        secret. Import it before running Fly cleanup.``). Worker rows are not touched."""
+        if provider is not None and (not isinstance(provider, FlyProvider)):
+            raise TypeError(f'provider must be a FlyProvider or None, got {type(provider).__name__}')
+        choice = _provider_arg(provider)
+        raw = self._n.pool_fly_cleanup(_IS_ASYNC, choice, machine_concurrency, volume_concurrency, settle_timeout_ms, poll_interval_ms, volume_attempts)
+        return CleanupReport._from(raw)
 
 class WorkerHandle:
     """A worker's view of the queue, with its id bound once: ``factory.worker("w-1")``."""
@@ -425,6 +534,17 @@ class WorkerHandle:
             raise TypeError(f'error must be a string or an exception, got {type(error).__name__}')
         return FailOutcome._from(self._n.fail(_IS_ASYNC, self.worker_id, c.message_id, c.lease_id, text, now_ms))
 
+    def start_heartbeats(self, claim: Claim, *, interval_ms: int | None=None) -> Heartbeats:
+        """Heartbeat the claim's lease every ``interval_ms`` on a Rust thread until
+        ``stop()`` (or the end of a ``with`` block). The thread never needs the GIL, so
+        code that holds the GIL or blocks the event loop keeps its lease. The default
+        interval is ``Config.lease.heartbeat_interval_ms`` capped at a third of the lease."""
+        c = self._own(claim)
+        if interval_ms is None:
+            lease = self._n.get_config()['lease']
+            interval_ms = max(1, min(lease['heartbeat_interval_ms'], lease['lease_ms'] // 3))
+        return Heartbeats(self._n.start_heartbeats(self.worker_id, c.message_id, c.lease_id, interval_ms), c)
+
     def control_state(self, *, now_ms: int | None=None) -> ControlState:
         """Whether this worker should stop; asking also refreshes its heartbeat when it may go on."""
         return ControlState._from(self._n.control_state(_IS_ASYNC, self.worker_id, True, now_ms))
@@ -446,14 +566,14 @@ class WorkerHandle:
 class Factory:
     """An agent-factory database, opened from a path or ``":memory:"``.
 
-    Areas: ``agents``, ``queue``, ``workers``, ``snapshots``, ``secrets``, ``config``, ``blobs``;
+    Areas: ``agents``, ``queue``, ``workers``, ``pool``, ``snapshots``, ``secrets``, ``config``, ``blobs``;
     ``worker(id)`` gives a worker handle. Handles on the same file in one process
     share one writer connection; several processes may share the file.
 
     ``durable=True`` fsyncs every commit (survives power loss); the default
     survives any process crash. ``clock`` takes a :class:`ManualClock` for tests.
     """
-    __slots__ = ('_n', 'agents', 'queue', 'workers', 'snapshots', 'secrets', 'config', 'blobs')
+    __slots__ = ('_n', 'agents', 'queue', 'workers', 'pool', 'snapshots', 'secrets', 'config', 'blobs')
 
     def __init__(self, path: str | os.PathLike[str]=':memory:', *, durable: bool=False, journal_mode: Literal['auto', 'wal', 'delete']='auto', config: Config | None=None, clock: _native.ManualClock | None=None) -> None:
         native = _guard.construct(_native.NativeFactory, os.fspath(path), durable, journal_mode, _as_dict(config, 'config'), clock)
@@ -461,6 +581,7 @@ class Factory:
         self.agents = AgentsApi(native)
         self.queue = QueueApi(native)
         self.workers = WorkersApi(native)
+        self.pool = PoolApi(native)
         self.snapshots = SnapshotsApi(native)
         self.secrets = SecretsApi(native)
         self.config = SettingsApi(native)

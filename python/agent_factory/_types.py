@@ -43,6 +43,13 @@ __all__ = [
     "SnapshotUpload",
     "Snapshot",
     "SnapshotExpiry",
+    "ArchiveStats",
+    "DirectorySnapshot",
+    "RestoredSnapshot",
+    "HeartbeatStatus",
+    "Heartbeats",
+    "PoolReport",
+    "PoolStatus",
 ]
 
 
@@ -400,6 +407,97 @@ class SnapshotExpiry(_Record):
 
 
 @dataclass(frozen=True, slots=True)
+class ArchiveStats(_Record):
+    """What a directory archive holds: counts of files, directories and symlinks, the
+    bytes of file contents, and the entries a snapshot left out (``"path: reason"``,
+    at most 100 listed: sockets, FIFOs, device files, symlinks a restore would reject)."""
+
+    files: int
+    directories: int
+    symlinks: int
+    bytes: int
+    skipped: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class DirectorySnapshot(_Record):
+    """A ready snapshot taken of a directory, with what went into its archive."""
+
+    _nested: ClassVar[Mapping[str, type]] = {"snapshot": Snapshot, "archive": ArchiveStats}
+
+    snapshot: Snapshot
+    archive: ArchiveStats
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredSnapshot(_Record):
+    """A snapshot restored into a directory, with what was extracted."""
+
+    _nested: ClassVar[Mapping[str, type]] = {"snapshot": Snapshot, "archive": ArchiveStats}
+
+    snapshot: Snapshot
+    archive: ArchiveStats
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatStatus(_Record):
+    """What a heartbeat thread did: successful ``beats``, ``failures`` (errors other
+    than a lost lease, retried), whether the lease was ``lost``, whether the thread is
+    still ``running``, and the ``last_error``."""
+
+    beats: int
+    failures: int
+    lost: bool
+    running: bool
+    last_error: str | None
+
+
+class Heartbeats:
+    """Heartbeats of one claim on a Rust thread: the lease stays alive while the
+    holder works, even when it holds the GIL or blocks its event loop.
+
+    Returned by ``WorkerHandle.start_heartbeats(claim)``; use it as a context manager
+    or call :meth:`stop`. The thread stops by itself once the lease is lost
+    (``lost`` becomes true): a lost lease never comes back, so the work's result
+    must be discarded.
+    """
+
+    __slots__ = ("_native", "claim")
+
+    def __init__(self, native: Any, claim: Claim) -> None:
+        self._native = native
+        self.claim = claim
+
+    @property
+    def lost(self) -> bool:
+        """Whether the lease was lost."""
+        return bool(self._native.lost)
+
+    @property
+    def beats(self) -> int:
+        """Successful beats so far."""
+        return int(self._native.beats)
+
+    def status(self) -> HeartbeatStatus:
+        """The status so far."""
+        return HeartbeatStatus._from(self._native.status_dict())
+
+    def stop(self) -> HeartbeatStatus:
+        """Stop beating (at once; a beat in flight finishes) and return the final status. Idempotent."""
+        return HeartbeatStatus._from(self._native.stop())
+
+    def __enter__(self) -> Heartbeats:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        s = self.status()
+        return f"Heartbeats(message_id={self.claim.message_id!r}, beats={s.beats}, lost={s.lost}, running={s.running})"
+
+
+@dataclass(frozen=True, slots=True)
 class Machine(_Record):
     """A provider machine. ``state`` is the raw provider state (``started``,
     ``stopping``, …); ``status`` is ``active`` for live states and ``stopped`` for
@@ -469,3 +567,61 @@ class CleanupReport(_Record):
     volume_ids_remaining: list[str]
     warnings: list[str]
     errors: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolReport(_Record):
+    """What one pool cycle (``reconcile`` or ``check_idle_shutdowns``) did.
+
+    ``terminated`` counts workers moved out of ``active`` (idle, stale heartbeat,
+    machine gone, capacity reclaim) — the seed's reconcile ``terminated`` and
+    idle-check ``stopped`` (also available as :attr:`stopped`); ``torn_down`` counts
+    workers whose machine and volumes were removed and that are now ``stopped``.
+    ``pending`` workers wait for a final snapshot or on the provider;
+    ``next_due_at`` is when the next idle shutdown or drain timeout falls due.
+    ``errors`` are failed provider calls, retried by the next cycle.
+    """
+
+    _nested: ClassVar[Mapping[str, type]] = {"released": ReleaseOutcome}
+
+    active_workers: int
+    desired_workers: int
+    spawned: int
+    spawned_worker_ids: list[str]
+    terminated: int
+    drained_worker_ids: list[str]
+    torn_down: int
+    torn_down_worker_ids: list[str]
+    checked: int
+    pending: int
+    released: ReleaseOutcome | None
+    next_due_at: int | None
+    untracked_machines: list[str]
+    warnings: list[str]
+    errors: list[str]
+
+    @property
+    def stopped(self) -> int:
+        """Workers moved to draining (the seed's ``checkIdleShutdowns().stopped``)."""
+        return self.terminated
+
+    @property
+    def next_check_scheduled(self) -> bool:
+        """Whether something is still pending (the seed's ``nextCheckScheduled``)."""
+        return self.pending > 0
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStatus(_Record):
+    """The pool as the database and the provider see it: running worker rows in
+    the provider's scope, the machines and volumes it lists, and listed machines
+    no running worker knows (``untracked_machines``)."""
+
+    _nested_lists: ClassVar[Mapping[str, type]] = {"workers": Worker, "machines": Machine, "volumes": Volume}
+
+    app_name: str
+    provider_kind: str
+    workers: list[Worker]
+    machines: list[Machine]
+    volumes: list[Volume]
+    untracked_machines: list[str]

@@ -5,16 +5,21 @@ Commands:
 - ``demo``: run the queue end to end on the embedded default (a temporary
   database, a demo agent, thousands of messages across hundreds of
   conversations, several pooled workers) and print a report;
-- ``status``: queue counters and workers of a database.
+- ``status``: queue counters and workers of a database;
+- ``worker``: run the worker runtime (:class:`agent_factory.Worker`) with a
+  handler given as ``module:function``; every option falls back to the worker
+  environment the pool's local provider sets (see ``agent-factory worker --help``).
 
 Exit codes: 0 success, 1 a check failed (e.g. the demo saw an ordering
-violation), 2 bad usage or input.
+violation) or the worker failed, 2 bad usage or input, 3 the worker stopped but
+its final snapshot failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import sys
@@ -249,6 +254,82 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _env(*names: str) -> str | None:
+    """The first of ``names`` set to a non-empty value in the environment."""
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def _env_int(name: str) -> int | None:
+    value = _env(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValidationError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _cmd_worker(args: argparse.Namespace, console: Console) -> int:
+    from .worker import EXIT_FAILED, Worker
+
+    db = getattr(args, "db", None)
+    if not db:
+        raise ValidationError("worker needs --db PATH or AGENT_FACTORY_DB")
+    if not os.path.exists(db):
+        raise ValidationError(f"no database at {db}")
+    handler = args.handler or _env("AGENT_FACTORY_HANDLER")
+    if not handler:
+        raise ValidationError("worker needs --handler module:function or AGENT_FACTORY_HANDLER")
+    worker_id = args.worker_id or _env("AGENT_FACTORY_WORKER_ID", "WORKER_ID") or f"afw-{int(time.time() * 1000)}"
+    idle_timeout = args.idle_timeout_ms if args.idle_timeout_ms is not None else _env_int("WORKER_IDLE_TIMEOUT_MS")
+    poll_max = args.poll_interval_ms if args.poll_interval_ms is not None else _env_int("POLL_INTERVAL_MS")
+    heartbeat = args.heartbeat_interval_ms if args.heartbeat_interval_ms is not None else _env_int("HEARTBEAT_INTERVAL_MS")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    worker = Worker(
+        db,
+        worker_id,
+        handler,
+        mode=args.mode,
+        data_dir=args.data_dir or _env("AGENT_FACTORY_DATA_DIR"),
+        workspace_id=args.workspace_id or _env("WORKSPACE_ID") or "default",
+        conversation_id=args.conversation_id or _env("OPENCLAW_CONVERSATION_ID"),
+        agent_key=args.agent_key or _env("OPENCLAW_AGENT_KEY"),
+        max_jobs=args.max_jobs,
+        idle_timeout_ms=idle_timeout,
+        poll_max_ms=poll_max if poll_max is not None else 2000,
+        heartbeat_interval_ms=heartbeat,
+        restore=not args.no_restore,
+    )
+    try:
+        result = worker.run()
+    except ValidationError:
+        raise  # bad configuration (e.g. a malformed worker id): usage, exit 2
+    except AgentFactoryError as e:
+        print(f"agent-factory worker {worker_id}: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:  # a second SIGINT: stop at once, the lease recovers the job
+        print(f"agent-factory worker {worker_id}: interrupted", file=sys.stderr)
+        return 130
+    if getattr(args, "json", False):
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        snapshot = result.final_snapshot.snapshot_id if result.final_snapshot else result.snapshot_error or "none"
+        print(
+            f"worker {worker_id} stopped ({result.exit_reason}): {result.jobs_completed} completed, "
+            f"{result.jobs_failed} failed, {result.leases_lost} leases lost; final snapshot: {snapshot}",
+            file=sys.stderr,
+        )
+    return result.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agent-factory", description="Control plane for fleets of chat agents.")
     parser.add_argument("--db", default=os.environ.get("AGENT_FACTORY_DB"), help="database path (env AGENT_FACTORY_DB)")
@@ -266,6 +347,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_cmd_demo)
     status = sub.add_parser("status", parents=[common], help="queue counters, workers and dead letters")
     status.set_defaults(run=_cmd_status)
+    worker = sub.add_parser(
+        "worker",
+        parents=[common],
+        help="run the worker runtime: claim, handle, complete, snapshot on exit",
+        description=(
+            "Run agent_factory.Worker until the control state says stop, a signal arrives (SIGTERM/SIGINT: "
+            "finish the job, snapshot, exit 0), the idle timeout passes or --max-jobs are handled. Each option "
+            "falls back to the environment variable named in its help. Exit codes: 0 stopped cleanly, 1 failed, "
+            "2 bad usage, 3 stopped but the final snapshot failed."
+        ),
+    )
+    worker.add_argument("--worker-id", help="worker id (env AGENT_FACTORY_WORKER_ID, then WORKER_ID; default afw-<now ms>)")
+    worker.add_argument("--handler", help="handler as module:function (env AGENT_FACTORY_HANDLER), e.g. agent_factory.worker:echo_handler")
+    worker.add_argument("--mode", choices=["sticky", "pooled"], default="sticky", help="sticky (default) or pooled")
+    worker.add_argument("--data-dir", help="state directory, snapshotted on exit (env AGENT_FACTORY_DATA_DIR; default a temporary one)")
+    worker.add_argument("--workspace-id", help="workspace (env WORKSPACE_ID; default 'default')")
+    worker.add_argument("--conversation-id", help="pinned conversation (env OPENCLAW_CONVERSATION_ID); its snapshot is restored on start")
+    worker.add_argument("--agent-key", help="agent of the pinned conversation (env OPENCLAW_AGENT_KEY)")
+    worker.add_argument("--max-jobs", type=int, help="stop after handling this many messages")
+    worker.add_argument("--idle-timeout-ms", type=int, help="stop after this long without a claim (env WORKER_IDLE_TIMEOUT_MS)")
+    worker.add_argument("--poll-interval-ms", type=int, help="longest idle poll interval (env POLL_INTERVAL_MS; default 2000)")
+    worker.add_argument("--heartbeat-interval-ms", type=int, help="lease heartbeat period (env HEARTBEAT_INTERVAL_MS)")
+    worker.add_argument("--no-restore", action="store_true", help="do not restore the pinned conversation's snapshot on start")
+    worker.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+    worker.set_defaults(run=_cmd_worker)
     return parser
 
 

@@ -9,6 +9,8 @@ truth. Build a custom config with keyword overrides::
 from __future__ import annotations
 
 import dataclasses
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +18,17 @@ from . import _native
 
 _D: dict[str, Any] = _native.default_config()
 
-__all__ = ["QueueConfig", "RetryPolicy", "LeaseConfig", "ScalingPolicy", "SnapshotConfig", "Config"]
+__all__ = [
+    "QueueConfig",
+    "RetryPolicy",
+    "LeaseConfig",
+    "ScalingPolicy",
+    "SnapshotConfig",
+    "Config",
+    "LocalProvider",
+    "FlyProvider",
+    "default_worker_command",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +70,13 @@ class ScalingPolicy:
     spawn_step: int = _D["scaling"]["spawn_step"]
     idle_timeout_ms: int = _D["scaling"]["idle_timeout_ms"]
     reconcile_interval_ms: int = _D["scaling"]["reconcile_interval_ms"]
+    #: How long a draining worker may stay silent without a final snapshot before
+    #: it is torn down anyway (stop reason ``drain_timeout``).
+    drain_timeout_ms: int = _D["scaling"]["drain_timeout_ms"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +110,103 @@ class Config:
             scaling=ScalingPolicy(**data.get("scaling", {})),
             snapshots=SnapshotConfig(**data.get("snapshots", {})),
         )
+
+
+def default_worker_command() -> list[str]:
+    """The local worker command: this interpreter running ``python -m agent_factory worker``."""
+    return [sys.executable, "-m", "agent_factory", "worker"]
+
+
+def _str_map(value: Mapping[str, str] | None, field_name: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{field_name} must be a dict of strings, got {type(value).__name__}")
+    out = dict(value)
+    for k, v in out.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(f"{field_name} must map strings to strings, got {k!r}: {type(v).__name__}")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class LocalProvider:
+    """Run pool workers as local subprocesses (the embedded default: no account needed).
+
+    A machine is a worker process started with ``command`` (default
+    :func:`default_worker_command`) and the worker environment (``AGENT_FACTORY_DB``,
+    ``AGENT_FACTORY_WORKER_ID``/``WORKER_ID``, ``AGENT_FACTORY_DATA_DIR``,
+    ``OPENCLAW_AGENT_KEY``/``OPENCLAW_CONVERSATION_ID``, …); a volume is a data
+    directory under ``data_root`` (default ``<db>.workers/``), where the worker
+    records and logs live too. ``handler`` (``module:function``) is passed as
+    ``AGENT_FACTORY_HANDLER``; ``env`` is added to every worker's environment;
+    ``stop_grace_ms`` separates SIGTERM from SIGKILL when a worker is stopped.
+    """
+
+    command: Sequence[str] | None = None
+    data_root: str | None = None
+    handler: str | None = None
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
+    stop_grace_ms: int = 10_000
+    volume_name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (``command`` filled in with the default)."""
+        if self.command is not None and (isinstance(self.command, (str, bytes)) or not isinstance(self.command, Sequence)):
+            raise TypeError(f"command must be a list of strings, got {type(self.command).__name__}")
+        command = list(self.command) if self.command is not None else default_worker_command()
+        if any(not isinstance(c, str) for c in command):
+            raise TypeError("command must be a list of strings")
+        return {
+            "command": command,
+            "data_root": None if self.data_root is None else str(self.data_root),
+            "handler": self.handler,
+            "env": _str_map(self.env, "env"),
+            "cwd": None if self.cwd is None else str(self.cwd),
+            "stop_grace_ms": self.stop_grace_ms,
+            "volume_name": self.volume_name,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FlyProvider:
+    """Run pool workers as Fly Machines.
+
+    Every field left ``None`` comes from the stored provider config
+    (``factory.config.set_provider_config``), so ``FlyProvider()`` uses it as is and
+    ``FlyProvider(base_url=fake.base_url)`` points it at a fake. ``api_token``
+    defaults to the active ``fly.apiToken`` secret. ``timeout_ms`` bounds each
+    request; ``max_retries`` / ``backoff_ms`` / ``max_backoff_ms`` shape the retries
+    of 429/5xx/timeouts. ``env`` is added to every machine's environment.
+    """
+
+    app_name: str | None = None
+    image: str | None = None
+    region: str | None = None
+    volume_name: str | None = None
+    volume_path: str | None = None
+    volume_size_gb: int | None = None
+    organization_slug: str | None = None
+    api_token: str | None = field(default=None, repr=False)
+    base_url: str | None = None
+    timeout_ms: int | None = None
+    max_retries: int | None = None
+    backoff_ms: int | None = None
+    max_backoff_ms: int | None = None
+    cpu_kind: str | None = None
+    cpus: int | None = None
+    memory_mb: int | None = None
+    env: Mapping[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (``None`` means "from the stored config")."""
+        out = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("cpu_kind", "cpus", "memory_mb", "env")
+        }
+        guest = {k: v for k, v in (("cpu_kind", self.cpu_kind), ("cpus", self.cpus), ("memory_mb", self.memory_mb)) if v is not None}
+        out["guest"] = guest or None
+        out["env"] = _str_map(self.env, "env")
+        return out

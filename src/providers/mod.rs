@@ -19,6 +19,7 @@ pub mod classify;
 pub mod cleanup;
 pub mod fly;
 pub mod http;
+pub mod local;
 pub mod retry;
 mod wire;
 
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::error::{ProviderError, ProviderErrorKind, ProviderResult};
 pub use cleanup::{fly_cleanup, CleanupOptions, CleanupReport};
 pub use fly::{FlyConfig, FlyMachines, DEFAULT_FLY_BASE_URL};
+pub use local::{LocalProvider, LocalProviderConfig, LOCAL_APP_NAME};
 pub use retry::RetryPolicy;
 
 /// Raw machine states that count as a live machine.

@@ -5,9 +5,11 @@ mod clock;
 mod convert;
 mod errors;
 mod factory;
+mod pool;
 mod providers;
 mod queue;
 mod run;
+mod runtime;
 mod snapshots;
 mod workers;
 
@@ -18,6 +20,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<factory::NativeFactory>()?;
     m.add_class::<clock::ManualClock>()?;
+    m.add_class::<runtime::NativeHeartbeat>()?;
     m.add_class::<providers::NativeFlyMachines>()?;
     m.add_function(wrap_pyfunction!(default_config, m)?)?;
     m.add_function(wrap_pyfunction!(can_transition, m)?)?;

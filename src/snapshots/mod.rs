@@ -15,6 +15,7 @@
 //!   attachment references the same sha256 (the store deduplicates content);
 //! - every operation is one transaction: a rejected call changes nothing.
 
+pub mod archive;
 mod expiry;
 mod query;
 #[cfg(test)]
@@ -28,6 +29,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::factory::Factory;
 
+pub use archive::{ArchiveStats, DirectorySnapshot, RestoreMode, RestoredSnapshot};
 pub use expiry::SnapshotExpiry;
 pub use upload::{PrepareSnapshot, SnapshotSource, SnapshotUpload};
 

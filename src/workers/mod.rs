@@ -8,6 +8,7 @@
 //! - a sticky worker's `assignment` names the conversation it owns; it survives
 //!   complete/fail and is cleared when lease recovery takes its last message.
 
+pub mod heartbeat;
 pub mod lifecycle;
 
 use rusqlite::{params, OptionalExtension, Row};
@@ -184,7 +185,7 @@ pub(crate) const COLUMNS: &str = "worker_id, provider, mode, status, load, heart
     stopped_at, stop_reason, last_snapshot_id, machine_id, app_name, region, volume_id, assignment_conversation_id, \
     assignment_agent_key, assignment_lease_id, assignment_assigned_at, created_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Worker> {
+pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<Worker> {
     let parse_err = |i: usize, e: Error| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
     };
