@@ -127,6 +127,23 @@ impl Default for ScalingPolicy {
     }
 }
 
+/// Workspace snapshots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// How long a snapshot is kept after its upload was prepared (the seed's
+    /// `DATA_SNAPSHOT_RETENTION_MS`, 7 days).
+    pub retention_ms: i64,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            retention_ms: crate::snapshots::DATA_SNAPSHOT_RETENTION_MS,
+        }
+    }
+}
+
 /// All tunables of a factory.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -139,6 +156,8 @@ pub struct Config {
     pub lease: LeaseConfig,
     /// Scaling policy.
     pub scaling: ScalingPolicy,
+    /// Snapshot retention.
+    pub snapshots: SnapshotConfig,
 }
 
 fn positive(name: &str, v: i64) -> Result<()> {
@@ -196,6 +215,7 @@ impl Config {
         positive("scaling.spawn_step", s.spawn_step)?;
         positive("scaling.idle_timeout_ms", s.idle_timeout_ms)?;
         positive("scaling.reconcile_interval_ms", s.reconcile_interval_ms)?;
+        positive("snapshots.retention_ms", self.snapshots.retention_ms)?;
         Ok(())
     }
 }

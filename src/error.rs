@@ -33,6 +33,68 @@ pub enum Error {
 /// Result alias used across the core.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// What went wrong in a failed provider call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderErrorKind {
+    /// The input was refused before any request was sent.
+    InvalidInput,
+    /// The API answered with an error status.
+    Http,
+    /// No usable answer: connection refused, timeout, broken response.
+    Transport,
+    /// A success status whose body is not the documented shape.
+    Protocol,
+}
+
+/// A failed provider call (Fly Machines, local processes) with what a caller
+/// needs to decide what to do next. Messages never contain credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    /// Category of the failure.
+    pub kind: ProviderErrorKind,
+    /// Human-readable message, e.g. `Fly API DELETE /apps/a/machines/m failed: 500 ...`.
+    pub message: String,
+    /// HTTP status of the last answer, when there was one.
+    pub status: Option<u16>,
+    /// Whether the same call may succeed later (429, 5xx, timeouts, connect errors).
+    pub retryable: bool,
+}
+
+/// Result alias of provider calls.
+pub type ProviderResult<T> = std::result::Result<T, ProviderError>;
+
+impl ProviderError {
+    /// Input refused before sending anything; never retryable.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        ProviderError {
+            kind: ProviderErrorKind::InvalidInput,
+            message: message.into(),
+            status: None,
+            retryable: false,
+        }
+    }
+    /// A success answer with an unexpected body; not retryable.
+    pub fn protocol(message: impl Into<String>) -> Self {
+        ProviderError {
+            kind: ProviderErrorKind::Protocol,
+            message: message.into(),
+            status: None,
+            retryable: false,
+        }
+    }
+}
+
+impl From<ProviderError> for Error {
+    fn from(err: ProviderError) -> Self {
+        match err.kind {
+            ProviderErrorKind::InvalidInput => Error::Validation(err.message),
+            _ => Error::Provider(err.message),
+        }
+    }
+}
+
 impl Error {
     /// Shorthand for a validation error.
     pub fn validation(msg: impl Into<String>) -> Self {

@@ -12,6 +12,11 @@ pub fn new_lease_id() -> String {
     format!("lease-{}", uuid::Uuid::now_v7().simple())
 }
 
+/// A fresh snapshot id: time-ordered (UUID v7) and unique.
+pub fn new_snapshot_id() -> String {
+    format!("snap-{}", uuid::Uuid::now_v7().simple())
+}
+
 /// Public message id for a row key.
 pub fn message_id(row: i64) -> String {
     row.to_string()

@@ -1,8 +1,8 @@
 """agent-factory: the control plane for fleets of chat agents.
 
 A durable per-conversation queue (leases, heartbeats, fencing, retries, dead
-letter, sticky or pooled workers), a worker registry, encrypted secrets and
-hydration bundles over SQLite, with a Rust core. ``Factory`` is the blocking
+letter, sticky or pooled workers), a worker registry, workspace snapshots,
+encrypted secrets and hydration bundles over SQLite, with a Rust core. ``Factory`` is the blocking
 API, ``AsyncFactory`` the asyncio one; both return the same types.
 """
 
@@ -15,12 +15,23 @@ from ._async_api import (
     AsyncQueueApi,
     AsyncSecretsApi,
     AsyncSettingsApi,
+    AsyncSnapshotsApi,
     AsyncWorkerHandle,
     AsyncWorkersApi,
 )
 from ._native import ManualClock, can_transition, retry_delay_ms
 from ._native import __version__ as __version__
-from ._sync_api import AgentsApi, BlobsApi, Factory, QueueApi, SecretsApi, SettingsApi, WorkerHandle, WorkersApi
+from ._sync_api import (
+    AgentsApi,
+    BlobsApi,
+    Factory,
+    QueueApi,
+    SecretsApi,
+    SettingsApi,
+    SnapshotsApi,
+    WorkerHandle,
+    WorkersApi,
+)
 from ._types import (
     AgentProfile,
     AppendResult,
@@ -28,6 +39,7 @@ from ._types import (
     BridgeConfig,
     BridgeRuntimeConfig,
     Claim,
+    CleanupReport,
     ControlState,
     ConversationCounts,
     ConversationView,
@@ -36,15 +48,21 @@ from ._types import (
     HydrationBundle,
     ImportedSecret,
     Job,
+    Machine,
     MessageConfig,
     ProviderConfig,
+    ProviderOutcome,
     QueueStats,
     ReleaseOutcome,
     SecretStatus,
+    Snapshot,
+    SnapshotExpiry,
+    SnapshotUpload,
+    Volume,
     Worker,
     WorkerStats,
 )
-from .config import Config, LeaseConfig, QueueConfig, RetryPolicy, ScalingPolicy
+from .config import Config, LeaseConfig, QueueConfig, RetryPolicy, ScalingPolicy, SnapshotConfig
 from .errors import (
     AgentFactoryError,
     ConflictError,
@@ -54,6 +72,7 @@ from .errors import (
     StorageError,
     ValidationError,
 )
+from .fly import FlyMachines
 
 __all__ = [
     "Factory",
@@ -72,6 +91,8 @@ __all__ = [
     "AsyncSettingsApi",
     "BlobsApi",
     "AsyncBlobsApi",
+    "SnapshotsApi",
+    "AsyncSnapshotsApi",
     "ManualClock",
     "can_transition",
     "retry_delay_ms",
@@ -80,6 +101,7 @@ __all__ = [
     "RetryPolicy",
     "LeaseConfig",
     "ScalingPolicy",
+    "SnapshotConfig",
     "AgentProfile",
     "AppendResult",
     "Assignment",
@@ -96,9 +118,17 @@ __all__ = [
     "Job",
     "MessageConfig",
     "ProviderConfig",
+    "Machine",
+    "Volume",
+    "ProviderOutcome",
+    "CleanupReport",
+    "FlyMachines",
     "QueueStats",
     "ReleaseOutcome",
     "SecretStatus",
+    "Snapshot",
+    "SnapshotExpiry",
+    "SnapshotUpload",
     "Worker",
     "WorkerStats",
     "AgentFactoryError",

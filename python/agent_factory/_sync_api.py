@@ -10,12 +10,12 @@ import builtins
 import os
 from typing import Any, Iterable, Literal, Mapping, Sequence, overload
 from . import _guard, _native
-from ._types import AgentProfile, AppendResult, Claim, ControlState, ConversationCounts, ConversationView, FailOutcome, HydrationBundle, ImportedSecret, Job, MessageConfig, ProviderConfig, QueueStats, ReleaseOutcome, SecretStatus, Worker, WorkerStats
+from ._types import AgentProfile, AppendResult, Claim, ControlState, ConversationCounts, ConversationView, FailOutcome, HydrationBundle, ImportedSecret, Job, MessageConfig, ProviderConfig, QueueStats, ReleaseOutcome, SecretStatus, Snapshot, SnapshotExpiry, SnapshotUpload, Worker, WorkerStats
 from .config import Config
 from .errors import ValidationError
 _IS_ASYNC = False
 _KEEP: Any = object()
-__all__ = ['Factory', 'AgentsApi', 'QueueApi', 'WorkersApi', 'SecretsApi', 'SettingsApi', 'BlobsApi', 'WorkerHandle']
+__all__ = ['Factory', 'AgentsApi', 'QueueApi', 'WorkersApi', 'SecretsApi', 'SettingsApi', 'BlobsApi', 'SnapshotsApi', 'WorkerHandle']
 
 def _str_list(value: Any, field: str) -> list[str]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
@@ -282,6 +282,82 @@ class BlobsApi(_Area):
     def delete(self, sha256: str) -> bool:
         """Remove a blob; ``False`` if it was not there."""
         return self._n.delete_blob(_IS_ASYNC, sha256)
+SnapshotReason = Literal['drain', 'signal', 'manual']
+
+class SnapshotsApi(_Area):
+    """Workspace snapshots kept in the blob store: ``factory.snapshots``.
+
+    A snapshot belongs to one ``(workspace_id, agent_key, conversation_id)``; the
+    conversation id is required everywhere (``None`` raises ``ValidationError``).
+    Lifecycle: ``uploading`` → ``ready`` | ``failed``, and ``ready`` → ``expired``
+    after the retention (``Config.snapshots.retention_ms``, 7 days by default).
+    """
+    __slots__ = ()
+
+    def prepare_upload(self, worker_id: str, workspace_id: str, agent_key: str, conversation_id: str, reason: SnapshotReason, *, now_ms: int | None=None) -> SnapshotUpload:
+        """Start an upload: an ``uploading`` snapshot that expires after the retention.
+        Next, store the archive (``factory.blobs.put`` / ``put_file``) and call
+        :meth:`finalize_upload` with its sha256 and size, or :meth:`fail_upload`."""
+        raw = self._n.prepare_snapshot_upload(_IS_ASYNC, worker_id, workspace_id, agent_key, conversation_id, reason, now_ms)
+        return SnapshotUpload._from(raw)
+
+    def finalize_upload(self, worker_id: str, snapshot_id: str, sha256: str, size_bytes: int, *, now_ms: int | None=None) -> bool:
+        """Mark the upload ready once blob ``sha256`` is verified: it must be in the blob
+        store (``NotFoundError``), have ``size_bytes`` bytes (``ValidationError``) and hash
+        to its name (``StorageError``). The worker's ``last_snapshot_id`` becomes this
+        snapshot and a ``draining`` worker moves to ``stopping``. Returns ``False`` (and
+        changes nothing) if the snapshot does not exist or another worker prepared it;
+        ``InvalidStateError`` if it is not ``uploading`` or has already expired."""
+        return self._n.finalize_snapshot_upload(_IS_ASYNC, worker_id, snapshot_id, sha256, size_bytes, now_ms)
+
+    def fail_upload(self, worker_id: str, snapshot_id: str, error: str, *, now_ms: int | None=None) -> bool:
+        """Mark an ``uploading`` snapshot failed with ``error`` (kept up to 4000 characters).
+        ``False`` if the snapshot does not exist or belongs to another worker."""
+        return self._n.fail_snapshot_upload(_IS_ASYNC, worker_id, snapshot_id, error, now_ms)
+
+    def upload(self, worker_id: str, workspace_id: str, agent_key: str, conversation_id: str, reason: SnapshotReason, data: bytes | bytearray | memoryview | str | os.PathLike[str], *, now_ms: int | None=None) -> Snapshot:
+        """Prepare, store and finalize in one call; returns the ready snapshot.
+
+        ``data`` is the archive's bytes, or the path (``str`` or path-like) of an archive
+        file, which is streamed into the blob store. A path that cannot be read is
+        rejected before anything is written; a failure after the prepare marks the
+        snapshot ``failed`` and raises."""
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            blob, path = (bytes(data), None)
+        elif isinstance(data, (str, os.PathLike)):
+            blob, path = (None, os.fspath(data))
+        else:
+            raise TypeError(f'data must be bytes or a file path, not {type(data).__name__}')
+        raw = self._n.upload_snapshot(_IS_ASYNC, worker_id, workspace_id, agent_key, conversation_id, reason, blob, path, now_ms)
+        return Snapshot._from(raw)
+
+    def latest_for_restore(self, workspace_id: str, agent_key: str, conversation_id: str, *, now_ms: int | None=None) -> Snapshot | None:
+        """The newest ``ready``, unexpired snapshot of exactly this workspace, agent and
+        conversation (never another conversation's), or ``None``. A newer snapshot that
+        failed or is still uploading does not hide an older ready one. ``path`` is the
+        archive to restore from (``factory.blobs.get(snapshot.sha256)`` reads it verified)."""
+        raw = self._n.latest_snapshot_for_restore(_IS_ASYNC, workspace_id, agent_key, conversation_id, now_ms)
+        return Snapshot._maybe(raw)
+
+    def list_for_conversation(self, conversation_id: str, *, limit: int=50, now_ms: int | None=None) -> list[Snapshot]:
+        """Snapshots of one conversation, newest first; ``limit`` is clamped to 1..200."""
+        raw = self._n.list_snapshots_for_conversation(_IS_ASYNC, conversation_id, limit, now_ms)
+        return [Snapshot._from(s) for s in raw]
+
+    def list_for_worker(self, worker_id: str, *, limit: int=50, now_ms: int | None=None) -> list[Snapshot]:
+        """Snapshots taken by one worker, newest first; ``limit`` is clamped to 1..200."""
+        return [Snapshot._from(s) for s in self._n.list_snapshots_for_worker(_IS_ASYNC, worker_id, limit, now_ms)]
+
+    def get(self, snapshot_id: str, *, now_ms: int | None=None) -> Snapshot | None:
+        """One snapshot, or ``None``."""
+        return Snapshot._maybe(self._n.get_snapshot(_IS_ASYNC, snapshot_id, now_ms))
+
+    def expire_old(self, *, limit: int=100, now_ms: int | None=None) -> SnapshotExpiry:
+        """Retention sweep over at most ``limit`` rows: ``ready`` snapshots past their
+        expiry become ``expired`` and their archives are deleted from the blob store,
+        unless an unexpired ready snapshot or a ready attachment shares the same blob.
+        Uploads still ``uploading`` at their expiry can never finish and become ``failed``."""
+        return SnapshotExpiry._from(self._n.expire_old_snapshots(_IS_ASYNC, limit, now_ms))
 
 class WorkerHandle:
     """A worker's view of the queue, with its id bound once: ``factory.worker("w-1")``."""
@@ -370,14 +446,14 @@ class WorkerHandle:
 class Factory:
     """An agent-factory database, opened from a path or ``":memory:"``.
 
-    Areas: ``agents``, ``queue``, ``workers``, ``secrets``, ``config``, ``blobs``;
+    Areas: ``agents``, ``queue``, ``workers``, ``snapshots``, ``secrets``, ``config``, ``blobs``;
     ``worker(id)`` gives a worker handle. Handles on the same file in one process
     share one writer connection; several processes may share the file.
 
     ``durable=True`` fsyncs every commit (survives power loss); the default
     survives any process crash. ``clock`` takes a :class:`ManualClock` for tests.
     """
-    __slots__ = ('_n', 'agents', 'queue', 'workers', 'secrets', 'config', 'blobs')
+    __slots__ = ('_n', 'agents', 'queue', 'workers', 'snapshots', 'secrets', 'config', 'blobs')
 
     def __init__(self, path: str | os.PathLike[str]=':memory:', *, durable: bool=False, journal_mode: Literal['auto', 'wal', 'delete']='auto', config: Config | None=None, clock: _native.ManualClock | None=None) -> None:
         native = _guard.construct(_native.NativeFactory, os.fspath(path), durable, journal_mode, _as_dict(config, 'config'), clock)
@@ -385,6 +461,7 @@ class Factory:
         self.agents = AgentsApi(native)
         self.queue = QueueApi(native)
         self.workers = WorkersApi(native)
+        self.snapshots = SnapshotsApi(native)
         self.secrets = SecretsApi(native)
         self.config = SettingsApi(native)
         self.blobs = BlobsApi(native)

@@ -35,7 +35,14 @@ __all__ = [
     "HydrationBundle",
     "MessageConfig",
     "ProviderConfig",
+    "Machine",
+    "Volume",
+    "ProviderOutcome",
+    "CleanupReport",
     "AppendResult",
+    "SnapshotUpload",
+    "Snapshot",
+    "SnapshotExpiry",
 ]
 
 
@@ -346,3 +353,119 @@ class AppendResult(_Record):
 
     updated: bool
     message_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotUpload(_Record):
+    """A prepared snapshot upload: store the archive, then finalize (or fail) it by id."""
+
+    snapshot_id: str
+    status: str
+    created_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot(_Record):
+    """A workspace snapshot. ``status`` is ``uploading``, ``ready``, ``failed`` or
+    ``expired``; ``path`` (the archive in the blob store) is set only while the
+    snapshot is ready and unexpired, so a worker can restore from it."""
+
+    snapshot_id: str
+    workspace_id: str
+    agent_key: str
+    conversation_id: str
+    worker_id: str
+    reason: str
+    status: str
+    format_version: int
+    sha256: str | None
+    size_bytes: int | None
+    error: str | None
+    created_at: int
+    completed_at: int | None
+    expires_at: int
+    path: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotExpiry(_Record):
+    """Counts of one expiry sweep: ready snapshots expired, abandoned uploads failed,
+    blob files deleted, and blobs kept because a live snapshot or attachment shares them."""
+
+    expired: int
+    failed: int
+    blobs_deleted: int
+    blobs_kept: int
+
+
+@dataclass(frozen=True, slots=True)
+class Machine(_Record):
+    """A provider machine. ``state`` is the raw provider state (``started``,
+    ``stopping``, …); ``status`` is ``active`` for live states and ``stopped`` for
+    everything else, unknown states included."""
+
+    id: str
+    name: str
+    region: str
+    state: str
+    status: str
+    image: str
+    volume_ids: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Volume(_Record):
+    """A provider volume and the machine it is attached to, if any."""
+
+    id: str
+    name: str
+    region: str
+    size_gb: int
+    state: str
+    attached_machine_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderOutcome(_Record):
+    """Result of a teardown call: ``done``, ``already_gone`` (the machine or volume
+    does not exist) or ``deferred`` (a precondition failed; ``message`` says which —
+    try again later). Errors such as a 5xx raise ``ProviderError`` instead."""
+
+    outcome: str
+    message: str | None
+
+    @property
+    def done(self) -> bool:
+        """The provider accepted the call."""
+        return self.outcome == "done"
+
+    @property
+    def already_gone(self) -> bool:
+        """The machine or volume does not exist (any more)."""
+        return self.outcome == "already_gone"
+
+    @property
+    def deferred(self) -> bool:
+        """A precondition failed; the same call may work later."""
+        return self.outcome == "deferred"
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupReport(_Record):
+    """What a provider cleanup did: machines and volumes found, deleted (and gone at
+    verification) and remaining, with their ids, warnings and errors."""
+
+    app_name: str
+    machines_found: int
+    machines_deleted: int
+    machines_remaining: int
+    machine_ids_deleted: list[str]
+    machine_ids_remaining: list[str]
+    volumes_found: int
+    volumes_deleted: int
+    volumes_remaining: int
+    volume_ids_deleted: list[str]
+    volume_ids_remaining: list[str]
+    warnings: list[str]
+    errors: list[str]

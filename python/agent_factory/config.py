@@ -16,7 +16,7 @@ from . import _native
 
 _D: dict[str, Any] = _native.default_config()
 
-__all__ = ["QueueConfig", "RetryPolicy", "LeaseConfig", "ScalingPolicy", "Config"]
+__all__ = ["QueueConfig", "RetryPolicy", "LeaseConfig", "ScalingPolicy", "SnapshotConfig", "Config"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,13 @@ class ScalingPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotConfig:
+    """Workspace snapshots: how long one is kept after its upload is prepared (7 days)."""
+
+    retention_ms: int = _D["snapshots"]["retention_ms"]
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """All tunables. Every field has the seed's default."""
 
@@ -68,6 +75,7 @@ class Config:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     lease: LeaseConfig = field(default_factory=LeaseConfig)
     scaling: ScalingPolicy = field(default_factory=ScalingPolicy)
+    snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain nested dict."""
@@ -81,4 +89,5 @@ class Config:
             retry=RetryPolicy(**data.get("retry", {})),
             lease=LeaseConfig(**data.get("lease", {})),
             scaling=ScalingPolicy(**data.get("scaling", {})),
+            snapshots=SnapshotConfig(**data.get("snapshots", {})),
         )

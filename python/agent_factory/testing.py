@@ -6,16 +6,22 @@ these fixtures available everywhere:
 - ``manual_clock``: a :class:`ManualClock` starting at 2026-01-01T00:00:00Z;
 - ``factory_path``: a fresh database path in ``tmp_path``;
 - ``factory``: a :class:`Factory` on that path, driven by ``manual_clock``;
-- ``async_factory``: an :class:`AsyncFactory` on the same file and clock.
+- ``async_factory``: an :class:`AsyncFactory` on the same file and clock;
+- ``fake_fly``: a running :class:`FakeFly` (fake Fly Machines API on loopback,
+  app ``agent-factory-workers-test``, token ``fly-token``), closed after the test.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from . import AsyncFactory, Factory, ManualClock
+from .fakes.fly import FakeFly
+
+__all__ = ["EPOCH_2026_MS", "FakeFly"]
 
 #: 2026-01-01T00:00:00Z, the default start of ``manual_clock``.
 EPOCH_2026_MS = 1_767_225_600_000
@@ -43,3 +49,10 @@ def factory(factory_path: Path, manual_clock: ManualClock) -> Factory:
 def async_factory(factory_path: Path, manual_clock: ManualClock) -> AsyncFactory:
     """An asyncio factory on the same fresh database file as ``factory``."""
     return AsyncFactory(factory_path, clock=manual_clock)
+
+
+@pytest.fixture
+def fake_fly() -> Iterator[FakeFly]:
+    """A fake Fly Machines API on loopback; point ``FlyMachines(base_url=fake_fly.base_url)`` at it."""
+    with FakeFly() as fake:
+        yield fake

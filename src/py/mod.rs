@@ -5,8 +5,10 @@ mod clock;
 mod convert;
 mod errors;
 mod factory;
+mod providers;
 mod queue;
 mod run;
+mod snapshots;
 mod workers;
 
 use pyo3::prelude::*;
@@ -16,6 +18,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<factory::NativeFactory>()?;
     m.add_class::<clock::ManualClock>()?;
+    m.add_class::<providers::NativeFlyMachines>()?;
     m.add_function(wrap_pyfunction!(default_config, m)?)?;
     m.add_function(wrap_pyfunction!(can_transition, m)?)?;
     m.add_function(wrap_pyfunction!(retry_delay_ms, m)?)?;

@@ -159,8 +159,43 @@ CREATE TABLE runtime_config (
 );
 "#;
 
+/// Migration 2: workspace snapshots (archives live in the blob store by sha256).
+///
+/// Indexes serve, without scanning finished rows: the newest ready snapshot of one
+/// (workspace, agent, conversation); one conversation's or one worker's snapshots
+/// newest first; the expiry sweep by (status, expires_at); and the "is this blob
+/// still referenced" checks of the sweep, for snapshots and for attachments (which
+/// share the content-addressed blob store).
+const V2: &str = r#"
+CREATE TABLE snapshots (
+  id              INTEGER PRIMARY KEY,
+  snapshot_id     TEXT NOT NULL UNIQUE,
+  workspace_id    TEXT NOT NULL,
+  agent_key       TEXT NOT NULL,
+  worker_id       TEXT NOT NULL,
+  conversation_id TEXT NOT NULL,
+  reason          TEXT NOT NULL CHECK (reason IN ('drain','signal','manual')),
+  format_version  INTEGER NOT NULL DEFAULT 1,
+  blob_sha256     TEXT,
+  size_bytes      INTEGER,
+  status          TEXT NOT NULL CHECK (status IN ('uploading','ready','failed','expired')),
+  error           TEXT,
+  created_at      INTEGER NOT NULL,
+  completed_at    INTEGER,
+  expires_at      INTEGER NOT NULL,
+  CHECK (status NOT IN ('ready','expired') OR (blob_sha256 IS NOT NULL AND size_bytes IS NOT NULL))
+);
+CREATE INDEX snapshots_restore ON snapshots(workspace_id, agent_key, conversation_id, created_at DESC, id DESC)
+  WHERE status = 'ready';
+CREATE INDEX snapshots_conversation ON snapshots(conversation_id, created_at DESC, id DESC);
+CREATE INDEX snapshots_worker ON snapshots(worker_id, created_at DESC, id DESC);
+CREATE INDEX snapshots_expiry ON snapshots(status, expires_at);
+CREATE INDEX snapshots_blob ON snapshots(blob_sha256) WHERE blob_sha256 IS NOT NULL;
+CREATE INDEX message_attachments_blob ON message_attachments(blob_sha256);
+"#;
+
 /// All migrations in order; index + 1 is the resulting `user_version`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Latest schema version this build knows.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
