@@ -1,8 +1,8 @@
 //! `claim`: lease the next message for a worker.
 //!
 //! One transaction: recover a few expired leases, promote due conversations,
-//! then pick one ready conversation head through the `conversations_ready`
-//! partial index (so the cost does not grow with finished messages or with the
+//! then pick one ready conversation head through the `conversations_sched`
+//! partial index (its ready range) (so the cost does not grow with finished messages or with the
 //! backlog of busy conversations) and lease it.
 //!
 //! Rules: only `active` workers claim; a worker with an assignment (sticky owner
@@ -77,8 +77,8 @@ fn pick(
         None => {
             let sql = format!(
                 "SELECT c.id, c.conversation_id, c.agent_key, c.head_message FROM conversations c
-                 WHERE c.state = 'ready' AND c.head_ready_at <= ?1 AND {NOT_OWNED_ELSEWHERE}
-                 ORDER BY c.head_priority DESC, c.head_order_at, c.head_message LIMIT 1"
+                 WHERE c.state = 'ready' AND c.sched_k1 IS NOT NULL AND c.head_ready_at <= ?1 AND {NOT_OWNED_ELSEWHERE}
+                 ORDER BY c.sched_k1, c.sched_k2, c.sched_k3 LIMIT 1"
             );
             tx.prepare_cached(&sql)?
                 .query_row(params![now, worker_id, stale_cutoff], map)

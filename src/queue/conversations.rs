@@ -122,15 +122,15 @@ pub fn offer_head(
 }
 
 /// Clear the lock and recompute the head from the pending messages (one
-/// statement: both subqueries seek the same `messages_pending` entry).
+/// statement: both subqueries seek the same `messages_conversation` entry).
 pub fn refresh_head(tx: &Tx, conversation_ref: i64, now: i64) -> Result<()> {
     tx.prepare_cached(
         "UPDATE conversations SET
            state = coalesce((SELECT CASE WHEN ready_at <= ?2 THEN 'ready' ELSE 'waiting' END FROM messages
-                             WHERE conversation_ref = ?1 AND status = 'queued' ORDER BY scheduled_for, id LIMIT 1), 'idle'),
+                             WHERE conversation_ref = ?1 AND pending_rank = 0 ORDER BY order_key, id LIMIT 1), 'idle'),
            (head_message, head_priority, head_order_at, head_ready_at) =
              (SELECT id, priority, scheduled_for, ready_at FROM messages
-              WHERE conversation_ref = ?1 AND status = 'queued' ORDER BY scheduled_for, id LIMIT 1),
+              WHERE conversation_ref = ?1 AND pending_rank = 0 ORDER BY order_key, id LIMIT 1),
            lock_message = NULL, lock_lease_id = NULL, lock_worker_id = NULL, lock_expires_at = NULL, lock_heartbeat_at = NULL
          WHERE id = ?1",
     )?
@@ -141,7 +141,9 @@ pub fn refresh_head(tx: &Tx, conversation_ref: i64, now: i64) -> Result<()> {
 /// Move conversations whose head became due from `waiting` to `ready`.
 pub fn promote_due(tx: &Tx, now: i64) -> Result<usize> {
     Ok(tx
-        .prepare_cached("UPDATE conversations SET state = 'ready' WHERE state = 'waiting' AND head_ready_at <= ?1")?
+        .prepare_cached(
+            "UPDATE conversations SET state = 'ready' WHERE state = 'waiting' AND sched_k1 <= ?1",
+        )?
         .execute([now])?)
 }
 
