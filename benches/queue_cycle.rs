@@ -3,7 +3,9 @@
 //! One criterion run measures, per message:
 //! - `cycle/*`: `enqueue` + `claim` + `complete` (three transactions) through the
 //!   core API, and the same three statements as plain SQL on rusqlite (the schema
-//!   and SQL of `shared/notes/limits.md` §2), WAL + `synchronous=NORMAL`;
+//!   and SQL of `shared/notes/limits.md` §2), WAL + `synchronous=NORMAL`; the
+//!   floor's connection uses the core's storage settings (its WAL write shim and
+//!   page size), so the ratio measures what the queue logic costs;
 //! - `cycle/agent_factory_claim_next`: `enqueue` + `complete_and_claim` in steady
 //!   state (two transactions per message, one of them for the drain);
 //! - `cycle_durable/*`: the same at `synchronous=FULL` (`durable: true`), with a
@@ -218,7 +220,15 @@ struct Plain {
 impl Plain {
     fn open(durable: bool) -> Plain {
         let dir = tempfile::tempdir().expect("temp dir");
-        let conn = Connection::open(dir.path().join("plain.db")).expect("open");
+        // The same storage as the core (its VFS shim and page size), so the ratio
+        // measures the queue logic, not storage settings.
+        let vfs = agent_factory::store::wal_vfs::ensure_registered().expect("vfs");
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_CREATE;
+        let conn = Connection::open_with_flags_and_vfs(dir.path().join("plain.db"), flags, vfs)
+            .expect("open");
+        conn.pragma_update(None, "page_size", agent_factory::store::PAGE_SIZE)
+            .expect("page_size");
         let mode: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .expect("journal_mode");
@@ -639,6 +649,11 @@ fn usage(before: &Counters, after: &Counters, messages: usize) -> Usage {
             .unwrap_or((0, 0));
         runs += r1 - r0;
         reps += p1 - p0;
+        if std::env::var_os("AF_BENCH_STATEMENTS").is_some() && r1 - r0 > 0 {
+            let short: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+            let short: String = short.chars().take(120).collect();
+            println!("    {:>5.2}/msg  {short}", (r1 - r0) as f64 / n);
+        }
         if p1 - p0 > 0 {
             let short: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
             let short: String = short.chars().take(110).collect();
@@ -832,6 +847,10 @@ fn print_summary(s: &Summary) {
 }
 
 fn main() {
+    if std::env::var_os("AF_BENCH_DIAGNOSTICS_ONLY").is_some() {
+        diagnostics();
+        return;
+    }
     let profiling =
         std::env::args().any(|a| a == "--profile-time" || a.starts_with("--profile-time="));
     let mut c = Criterion::default().configure_from_args();

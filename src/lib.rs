@@ -12,6 +12,7 @@ pub mod error;
 pub mod factory;
 pub mod hydration;
 pub mod ids;
+pub mod leases;
 pub mod pool;
 pub mod providers;
 pub mod queue;

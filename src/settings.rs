@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::factory::Factory;
 use crate::store::Tx;
 
-const MESSAGE_KEY: &str = "message";
+/// The runtime-config key of the message config.
+pub(crate) const MESSAGE_KEY: &str = "message";
 const PROVIDER_KEY: &str = "provider";
 
 /// Default retention of Telegram attachments (7 days).
@@ -90,8 +91,17 @@ fn read_json<T: for<'de> Deserialize<'de>>(tx: &Tx, key: &str) -> Result<Option<
         .prepare_cached("SELECT value FROM runtime_config WHERE key = ?1")?
         .query_row([key], |r| r.get(0))
         .optional()?;
-    text.map(|t| serde_json::from_str(&t).map_err(Error::from))
+    parse_json(text.as_deref())
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(text: Option<&str>) -> Result<Option<T>> {
+    text.map(|t| serde_json::from_str(t).map_err(Error::from))
         .transpose()
+}
+
+/// Parse a raw message-config row read by a caller's own query.
+pub(crate) fn parse_message_config(text: Option<&str>) -> Result<Option<MessageConfig>> {
+    parse_json(text)
 }
 
 fn write_json<T: Serialize>(tx: &Tx, key: &str, value: &T, now: i64) -> Result<()> {

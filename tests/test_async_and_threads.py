@@ -12,6 +12,8 @@ factories on one file in one process.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -292,3 +294,36 @@ def test_two_factories_on_one_file_share_one_writer(factory_path: Path, manual_c
     for name, counter in done.items():
         for mid in counter:
             assert jobs[mid].claimed_by == f"worker-{name}"
+
+
+_SHORT_ASYNC_PROGRAM = """
+import asyncio, sys
+import agent_factory as af
+
+async def main():
+    f = af.AsyncFactory(sys.argv[1])
+    for _ in range(3):
+        await f.queue.stats()
+
+asyncio.run(main())
+"""
+
+
+def test_short_asyncio_programs_exit_cleanly(tmp_path: Path) -> None:
+    """A pool thread handing the last result back must not hold or retake the GIL
+    while the interpreter finalizes (it used to abort such programs now and then)."""
+    failures = []
+    for round_ in range(15):
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _SHORT_ASYNC_PROGRAM, str(tmp_path / f"exit-{round_}-{i}.db")],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(3)
+        ]
+        for p in procs:
+            _, err = p.communicate(timeout=60)
+            if p.returncode != 0:
+                failures.append((p.returncode, err[-500:]))
+    assert failures == []

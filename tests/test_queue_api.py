@@ -37,6 +37,33 @@ def test_pooled_worker_serves_many_conversations_one_in_flight_each(factory: Fac
     assert worker is not None and worker.mode == "pooled" and worker.assignment is None and worker.load == 3
 
 
+def test_busy_pooled_worker_writes_its_row_at_most_once_a_second(
+    factory: Factory, support_agent: str, manual_clock: ManualClock
+) -> None:
+    for conv in ("c1", "c2", "c3", "c4"):
+        factory.queue.enqueue(conv, support_agent, payload(conv, "hi"))
+    pooled = factory.worker("pool-1", mode="pooled")
+    start = manual_clock.now_ms()
+    claim = pooled.claim()
+    assert claim is not None
+    manual_clock.advance(400)
+    claim = pooled.complete(claim, claim_next=True)
+    assert claim is not None
+    row = factory.workers.get("pool-1")
+    assert row is not None and row.load == 1
+    assert (row.heartbeat_at, row.last_claim_at) == (start, start), "a fresh row is not rewritten"
+    manual_clock.advance(600)  # now a full second after the row was written
+    claim = pooled.complete(claim, claim_next=True)
+    assert claim is not None
+    row = factory.workers.get("pool-1")
+    assert row is not None and row.load == 1
+    assert (row.heartbeat_at, row.last_claim_at) == (start + 1000, start + 1000)
+    manual_clock.advance(10)
+    assert pooled.complete(claim) is True  # a plain complete always writes the row
+    row = factory.workers.get("pool-1")
+    assert row is not None and row.load == 0 and row.heartbeat_at == start + 1010
+
+
 def test_sticky_worker_keeps_its_first_conversation(factory: Factory, support_agent: str) -> None:
     factory.queue.enqueue("c1", support_agent, payload("a"))
     factory.queue.enqueue("c2", support_agent, payload("b"))

@@ -184,6 +184,11 @@ pub(crate) fn require_enabled(tx: &Tx, agent_key: &str) -> Result<()> {
         .prepare_cached("SELECT enabled FROM agents WHERE agent_key = ?1")?
         .query_row([agent_key], |r| r.get(0))
         .optional()?;
+    check_enabled(agent_key, enabled)
+}
+
+/// The error for an agent whose `enabled` flag was read as `enabled` (`None`: no such agent).
+pub(crate) fn check_enabled(agent_key: &str, enabled: Option<bool>) -> Result<()> {
     match enabled {
         Some(true) => Ok(()),
         Some(false) => Err(Error::invalid_state(format!(

@@ -7,9 +7,17 @@
 //! work never runs on the event loop or on a tokio worker. If the awaiting task
 //! is cancelled the work still finishes and commits (the result is dropped);
 //! leases make that safe (an unreported claim expires and is recovered).
+//!
+//! Interpreter exit: a pool thread that is handing a result back holds or
+//! re-acquires the GIL, which must not happen once Python finalizes. An
+//! `atexit` hook therefore closes the hand-off (later results are dropped
+//! without touching Python) and waits, with the GIL released, for the
+//! hand-offs already under way.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -25,6 +33,35 @@ type Pool = Mutex<Option<(u32, Sender<Job>)>>;
 
 /// Threads serving async calls (SQLite work serialises per database anyway).
 const POOL_THREADS: usize = 4;
+/// Longest wait at interpreter exit for hand-offs under way.
+const EXIT_WAIT: Duration = Duration::from_secs(5);
+
+/// Pool threads currently handing a result to Python.
+static HANDING_OFF: AtomicUsize = AtomicUsize::new(0);
+/// Set at interpreter exit: results are no longer handed to Python.
+static CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// The `atexit` hook: stop handing results to Python and let the ones under
+/// way finish (they need the GIL, which this releases while it waits).
+#[pyfunction]
+fn close_async_handoff(py: Python<'_>) {
+    CLOSED.store(true, Ordering::SeqCst);
+    py.detach(|| {
+        let deadline = Instant::now() + EXIT_WAIT;
+        while HANDING_OFF.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+}
+
+/// Hand a finished call's outcome to Python, unless the interpreter is exiting.
+fn hand_off(deliver: impl FnOnce(Python<'_>)) {
+    HANDING_OFF.fetch_add(1, Ordering::SeqCst);
+    if !CLOSED.load(Ordering::SeqCst) {
+        Python::attach(deliver);
+    }
+    HANDING_OFF.fetch_sub(1, Ordering::SeqCst);
+}
 
 fn to_object<T: Serialize>(py: Python<'_>, value: &T) -> PyResult<Py<PyAny>> {
     pythonize(py, value)
@@ -33,7 +70,7 @@ fn to_object<T: Serialize>(py: Python<'_>, value: &T) -> PyResult<Py<PyAny>> {
 }
 
 /// The pool's queue, rebuilt in a forked child (threads do not survive `fork`).
-fn submit(job: Job) -> PyResult<()> {
+fn submit(py: Python<'_>, job: Job) -> PyResult<()> {
     static POOL: OnceLock<Pool> = OnceLock::new();
     let mut slot = POOL
         .get_or_init(|| Mutex::new(None))
@@ -41,6 +78,10 @@ fn submit(job: Job) -> PyResult<()> {
         .unwrap_or_else(|e| e.into_inner());
     let pid = std::process::id();
     if slot.as_ref().is_none_or(|(owner, _)| *owner != pid) {
+        if slot.is_none() {
+            let hook = wrap_pyfunction!(close_async_handoff, py)?;
+            py.import("atexit")?.call_method1("register", (hook,))?;
+        }
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..POOL_THREADS {
@@ -93,17 +134,23 @@ where
     let future = event_loop.call_method0("create_future")?;
     let resolve = resolver(py)?.clone_ref(py);
     let (loop_ref, future_ref) = (event_loop.unbind(), future.clone().unbind());
-    submit(Box::new(move || {
-        let out = work();
-        Python::attach(|py| {
-            let (ok, value) = match out.map_err(to_py).and_then(|v| to_object(py, &v)) {
-                Ok(v) => (true, v),
-                Err(e) => (false, e.into_value(py).into_any()),
-            };
-            // A closed loop means nobody is waiting any more; the work is done either way.
-            let _ =
-                loop_ref.call_method1(py, "call_soon_threadsafe", (resolve, future_ref, ok, value));
-        });
-    }))?;
+    submit(
+        py,
+        Box::new(move || {
+            let out = work();
+            hand_off(|py| {
+                let (ok, value) = match out.map_err(to_py).and_then(|v| to_object(py, &v)) {
+                    Ok(v) => (true, v),
+                    Err(e) => (false, e.into_value(py).into_any()),
+                };
+                // A closed loop means nobody is waiting any more; the work is done either way.
+                let _ = loop_ref.call_method1(
+                    py,
+                    "call_soon_threadsafe",
+                    (resolve, future_ref, ok, value),
+                );
+            });
+        }),
+    )?;
     Ok(future.unbind())
 }

@@ -1,8 +1,8 @@
 //! `claim`: lease the next message for a worker.
 //!
 //! One transaction: recover a few expired leases, promote due conversations,
-//! then pick one ready conversation head through the `conversations_ready`
-//! partial index (so the cost does not grow with finished messages or with the
+//! then pick one ready conversation head through the `conversations_sched`
+//! partial index (its ready range) (so the cost does not grow with finished messages or with the
 //! backlog of busy conversations) and lease it.
 //!
 //! Rules: only `active` workers claim; a worker with an assignment (sticky owner
@@ -23,6 +23,11 @@ use crate::workers::{self, validate_worker_id, Assignment, Worker, WorkerMode, W
 
 /// Expired leases recovered inline by each claim (the control loop does the rest).
 const INLINE_RECOVERY: i64 = 16;
+
+/// How stale a busy pooled worker's heartbeat and last claim may get before a
+/// `complete(claim_next)` writes them (its load does not change then). Far
+/// below the stale-heartbeat and idle-shutdown horizons, which are minutes.
+pub const BOOKKEEPING_INTERVAL_MS: i64 = 1000;
 
 /// Options of a claim.
 #[derive(Debug, Clone, Default)]
@@ -72,8 +77,8 @@ fn pick(
         None => {
             let sql = format!(
                 "SELECT c.id, c.conversation_id, c.agent_key, c.head_message FROM conversations c
-                 WHERE c.state = 'ready' AND c.head_ready_at <= ?1 AND {NOT_OWNED_ELSEWHERE}
-                 ORDER BY c.head_priority DESC, c.head_order_at, c.head_message LIMIT 1"
+                 WHERE c.state = 'ready' AND c.sched_k1 IS NOT NULL AND c.head_ready_at <= ?1 AND {NOT_OWNED_ELSEWHERE}
+                 ORDER BY c.sched_k1, c.sched_k2, c.sched_k3 LIMIT 1"
             );
             tx.prepare_cached(&sql)?
                 .query_row(params![now, worker_id, stale_cutoff], map)
@@ -95,7 +100,50 @@ fn register_or_load(tx: &Tx, worker_id: &str, mode: WorkerMode, now: i64) -> Res
         .ok_or_else(|| Error::storage("worker vanished after registration"))
 }
 
+/// The claimable candidate for `worker_id`, honouring its status and assignment.
+fn candidate_for(
+    tx: &Tx,
+    cfg: &Config,
+    worker_id: &str,
+    existing: Option<&Worker>,
+    opts: &ClaimOptions,
+    now: i64,
+) -> Result<Option<Candidate>> {
+    if existing.is_some_and(|w| w.status != WorkerStatus::Active) {
+        return Ok(None);
+    }
+    let assignment = existing.and_then(|w| w.assignment.as_ref());
+    if let (Some(a), Some(wanted)) = (assignment, &opts.conversation_id) {
+        if &a.conversation_id != wanted {
+            return Ok(None);
+        }
+    }
+    let target = assignment
+        .map(|a| a.conversation_id.as_str())
+        .or(opts.conversation_id.as_deref());
+    let stale_cutoff = now - cfg.lease.stale_after_ms;
+    Ok(pick(tx, worker_id, target, now, stale_cutoff)?
+        .filter(|c| assignment.is_none_or(|a| a.agent_key == c.agent_key)))
+}
+
+/// Whether a pooled worker that just gave a message back and takes the next
+/// one can skip writing its row: its load is unchanged, it has no assignment,
+/// and its heartbeat and last claim are less than [`BOOKKEEPING_INTERVAL_MS`] old.
+fn bookkeeping_is_fresh(worker: &Worker, keeps_assignment: bool, released: bool, now: i64) -> bool {
+    let fresh = |t: i64| t <= now && now - t < BOOKKEEPING_INTERVAL_MS;
+    released
+        && !keeps_assignment
+        && worker.scheduled_shutdown_at.is_none()
+        && fresh(worker.heartbeat_at)
+        && worker.last_claim_at.is_some_and(fresh)
+}
+
 /// Claim inside an open transaction (shared by `claim` and `complete(claim_next)`).
+///
+/// `released` says the worker gave a message back earlier in this transaction
+/// and its row has not been updated for it yet: the load bookkeeping of the
+/// release and of the claim is then written as one update (or skipped, see
+/// [`bookkeeping_is_fresh`]).
 pub(crate) fn claim_in(
     tx: &Tx,
     f: &Factory,
@@ -103,6 +151,7 @@ pub(crate) fn claim_in(
     worker_id: &str,
     opts: &ClaimOptions,
     now: i64,
+    released: bool,
 ) -> Result<Option<Claim>> {
     if f.store
         .maintenance_due(now, f.clock.maintenance_interval_ms())
@@ -111,31 +160,12 @@ pub(crate) fn claim_in(
         conversations::promote_due(tx, now)?;
     }
     let existing = workers::get_in(tx, worker_id)?;
-    if existing
-        .as_ref()
-        .is_some_and(|w| w.status != WorkerStatus::Active)
-    {
-        return Ok(None);
-    }
-    let assignment = existing.as_ref().and_then(|w| w.assignment.clone());
-    if let (Some(a), Some(wanted)) = (&assignment, &opts.conversation_id) {
-        if &a.conversation_id != wanted {
+    let Some(c) = candidate_for(tx, cfg, worker_id, existing.as_ref(), opts, now)? else {
+        if released {
+            workers::release_load(tx, worker_id, now, cfg.scaling.idle_timeout_ms, true, None)?;
+        } else {
             workers::touch_in(tx, worker_id, now)?;
-            return Ok(None);
         }
-    }
-    let target = assignment
-        .as_ref()
-        .map(|a| a.conversation_id.as_str())
-        .or(opts.conversation_id.as_deref());
-    let stale_cutoff = now - cfg.lease.stale_after_ms;
-    let candidate = pick(tx, worker_id, target, now, stale_cutoff)?.filter(|c| {
-        assignment
-            .as_ref()
-            .is_none_or(|a| a.agent_key == c.agent_key)
-    });
-    let Some(c) = candidate else {
-        workers::touch_in(tx, worker_id, now)?;
         return Ok(None);
     };
     let worker = match existing {
@@ -156,31 +186,34 @@ pub(crate) fn claim_in(
     )?
     .execute(params![c.conv_ref, c.message, lease_id, worker_id, expires, now])?;
     let keeps_assignment = worker.mode == WorkerMode::Sticky || worker.assignment.is_some();
-    let assignment = keeps_assignment.then(|| Assignment {
-        conversation_id: c.conversation_id.clone(),
-        agent_key: c.agent_key.clone(),
-        lease_id: lease_id.clone(),
-        assigned_at: worker
-            .assignment
-            .as_ref()
-            .map(|a| a.assigned_at)
-            .unwrap_or(now),
-    });
-    let a = assignment.as_ref();
-    tx.prepare_cached(
-        "UPDATE workers SET load = load + 1, heartbeat_at = max(heartbeat_at, ?2), last_claim_at = ?2,
-           scheduled_shutdown_at = NULL, stopped_at = NULL, assignment_conversation_id = ?3, assignment_agent_key = ?4,
-           assignment_lease_id = ?5, assignment_assigned_at = ?6
-         WHERE worker_id = ?1",
-    )?
-    .execute(params![
-        worker_id,
-        now,
-        a.map(|a| &a.conversation_id),
-        a.map(|a| &a.agent_key),
-        a.map(|a| &a.lease_id),
-        a.map(|a| a.assigned_at)
-    ])?;
+    if !bookkeeping_is_fresh(&worker, keeps_assignment, released, now) {
+        let assignment = keeps_assignment.then(|| Assignment {
+            conversation_id: c.conversation_id.clone(),
+            agent_key: c.agent_key.clone(),
+            lease_id: lease_id.clone(),
+            assigned_at: worker
+                .assignment
+                .as_ref()
+                .map(|a| a.assigned_at)
+                .unwrap_or(now),
+        });
+        let a = assignment.as_ref();
+        tx.prepare_cached(
+            "UPDATE workers SET load = max(0, load - ?7) + 1, heartbeat_at = max(heartbeat_at, ?2), last_claim_at = ?2,
+               scheduled_shutdown_at = NULL, stopped_at = NULL, assignment_conversation_id = ?3, assignment_agent_key = ?4,
+               assignment_lease_id = ?5, assignment_assigned_at = ?6
+             WHERE worker_id = ?1",
+        )?
+        .execute(params![
+            worker_id,
+            now,
+            a.map(|a| &a.conversation_id),
+            a.map(|a| &a.agent_key),
+            a.map(|a| &a.lease_id),
+            a.map(|a| a.assigned_at),
+            i64::from(released)
+        ])?;
+    }
     Ok(Some(Claim {
         message_id: ids::message_id(c.message),
         conversation_id: c.conversation_id,
@@ -214,7 +247,7 @@ impl Factory {
         check(worker_id, opts)?;
         let cfg = self.config();
         let now = self.now(now_ms)?;
-        self.write_claiming(|tx| claim_in(tx, self, &cfg, worker_id, opts, now))
+        self.write_claiming(|tx| claim_in(tx, self, &cfg, worker_id, opts, now, false))
     }
 
     /// A write transaction that may claim. A claim can run the time-driven

@@ -121,40 +121,29 @@ pub fn offer_head(
     Ok(())
 }
 
-/// Clear the lock and recompute the head from the pending messages.
+/// Clear the lock and recompute the head from the pending messages (one
+/// statement: both subqueries seek the same `messages_conversation` entry).
 pub fn refresh_head(tx: &Tx, conversation_ref: i64, now: i64) -> Result<()> {
-    let head: Option<(i64, i64, i64, i64)> = tx
-        .prepare_cached(
-            "SELECT id, priority, scheduled_for, ready_at FROM messages
-             WHERE conversation_ref = ?1 AND status = 'queued' ORDER BY scheduled_for, id LIMIT 1",
-        )?
-        .query_row([conversation_ref], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
-    let (state, id, priority, order_at, ready_at) = match head {
-        None => ("idle", None, None, None, None),
-        Some((id, p, order, ready)) => (
-            if ready <= now { "ready" } else { "waiting" },
-            Some(id),
-            Some(p),
-            Some(order),
-            Some(ready),
-        ),
-    };
     tx.prepare_cached(
-        "UPDATE conversations SET state = ?2, head_message = ?3, head_priority = ?4, head_order_at = ?5, head_ready_at = ?6,
+        "UPDATE conversations SET
+           state = coalesce((SELECT CASE WHEN ready_at <= ?2 THEN 'ready' ELSE 'waiting' END FROM messages
+                             WHERE conversation_ref = ?1 AND pending_rank = 0 ORDER BY order_key, id LIMIT 1), 'idle'),
+           (head_message, head_priority, head_order_at, head_ready_at) =
+             (SELECT id, priority, scheduled_for, ready_at FROM messages
+              WHERE conversation_ref = ?1 AND pending_rank = 0 ORDER BY order_key, id LIMIT 1),
            lock_message = NULL, lock_lease_id = NULL, lock_worker_id = NULL, lock_expires_at = NULL, lock_heartbeat_at = NULL
          WHERE id = ?1",
     )?
-    .execute(params![conversation_ref, state, id, priority, order_at, ready_at])?;
+    .execute(params![conversation_ref, now])?;
     Ok(())
 }
 
 /// Move conversations whose head became due from `waiting` to `ready`.
 pub fn promote_due(tx: &Tx, now: i64) -> Result<usize> {
     Ok(tx
-        .prepare_cached("UPDATE conversations SET state = 'ready' WHERE state = 'waiting' AND head_ready_at <= ?1")?
+        .prepare_cached(
+            "UPDATE conversations SET state = 'ready' WHERE state = 'waiting' AND sched_k1 <= ?1",
+        )?
         .execute([now])?)
 }
 

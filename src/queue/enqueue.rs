@@ -10,12 +10,12 @@ use rusqlite::params;
 use super::conversations::{self, validate_conversation_id, ConversationRow};
 use super::payload;
 use super::EnqueueRequest;
-use crate::agents::{require_enabled, validate_agent_key};
+use crate::agents::{check_enabled, require_enabled, validate_agent_key};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::factory::Factory;
 use crate::ids;
-use crate::settings::message_config_in;
+use crate::settings::{message_config_in, parse_message_config, MESSAGE_KEY};
 use crate::store::Tx;
 
 /// Largest batch accepted by `enqueue_many`.
@@ -114,6 +114,36 @@ fn enqueue_in(tx: &Tx, b: &Batch<'_>, req: &EnqueueRequest, seen: &mut Seen) -> 
     Ok(id)
 }
 
+/// Everything a single enqueue reads before it writes, in one statement: the
+/// agent's `enabled` flag, the raw message config and the conversation row.
+fn lookup_single(
+    tx: &Tx,
+    req: &EnqueueRequest,
+) -> Result<(Option<bool>, Option<String>, Option<ConversationRow>)> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT a.enabled, (SELECT value FROM runtime_config WHERE key = ?3),
+                c.id, c.conversation_id, c.agent_key, c.state, c.head_message, c.head_order_at
+         FROM (SELECT 1) LEFT JOIN agents a ON a.agent_key = ?1 LEFT JOIN conversations c ON c.conversation_id = ?2",
+    )?;
+    Ok(stmt.query_row(
+        params![req.agent_key, req.conversation_id, MESSAGE_KEY],
+        |r| {
+            let conv = match r.get::<_, Option<i64>>(2)? {
+                None => None,
+                Some(id) => Some(ConversationRow {
+                    id,
+                    conversation_id: r.get(3)?,
+                    agent_key: r.get(4)?,
+                    state: r.get(5)?,
+                    head_message: r.get(6)?,
+                    head_order_at: r.get(7)?,
+                }),
+            };
+            Ok((r.get(0)?, r.get(1)?, conv))
+        },
+    )?)
+}
+
 impl Factory {
     fn batch<'a>(&'a self, tx: &Tx, cfg: &'a Config, now: i64) -> Result<Batch<'a>> {
         let prompt = message_config_in(tx)?.and_then(|c| c.system_prompt);
@@ -131,7 +161,24 @@ impl Factory {
         let cfg = self.config();
         let now = self.now(now_ms)?;
         self.store
-            .write(|tx| enqueue_in(tx, &self.batch(tx, &cfg, now)?, req, &mut Seen::default()))
+            .write(|tx| {
+                let (enabled, message_config, conversation) = lookup_single(tx, req)?;
+                check_enabled(&req.agent_key, enabled)?;
+                let prompt =
+                    parse_message_config(message_config.as_deref())?.and_then(|c| c.system_prompt);
+                let batch = Batch {
+                    factory: self,
+                    cfg: &cfg,
+                    prompt,
+                    now,
+                };
+                let mut seen = Seen::default();
+                seen.agents.insert(req.agent_key.clone());
+                if let Some(row) = conversation {
+                    seen.conversations.insert(req.conversation_id.clone(), row);
+                }
+                enqueue_in(tx, &batch, req, &mut seen)
+            })
             .map(ids::message_id)
     }
 

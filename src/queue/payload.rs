@@ -7,6 +7,7 @@
 //! Normalisation: `providerUserId` is trimmed and copied into `metadata`, the
 //! global system prompt is appended, attachments must reference stored blobs.
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use crate::blobs::{validate_sha256, BlobStore};
@@ -169,6 +170,72 @@ pub fn attachment_json(a: &Attachment) -> Value {
     Value::Object(m)
 }
 
+/// The normalised payload, serialised straight from the caller's object (no copy
+/// of it is built). Keys come out sorted, as a `serde_json::Map` would order them.
+struct StoredPayload<'a> {
+    source: &'a Map<String, Value>,
+    provider: &'a str,
+    provider_user_id: &'a str,
+    message_text: &'a str,
+    metadata: Option<&'a Map<String, Value>>,
+    attachments: &'a [Attachment],
+}
+
+impl Serialize for StoredPayload<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if !self.attachments.is_empty() {
+            let list: Vec<Value> = self.attachments.iter().map(attachment_json).collect();
+            map.serialize_entry("attachments", &list)?;
+        }
+        if let Some(v) = self.source.get("externalMessageId") {
+            map.serialize_entry("externalMessageId", v)?;
+        }
+        map.serialize_entry("messageText", self.message_text)?;
+        map.serialize_entry(
+            "metadata",
+            &Metadata {
+                base: self.metadata,
+                provider_user_id: self.provider_user_id,
+            },
+        )?;
+        map.serialize_entry("provider", self.provider)?;
+        map.serialize_entry("providerUserId", self.provider_user_id)?;
+        if let Some(v) = self.source.get("rawUpdateJson") {
+            map.serialize_entry("rawUpdateJson", v)?;
+        }
+        map.end()
+    }
+}
+
+/// The caller's metadata with `providerUserId` set, in key order.
+struct Metadata<'a> {
+    base: Option<&'a Map<String, Value>>,
+    provider_user_id: &'a str,
+}
+
+impl Serialize for Metadata<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        const KEY: &str = "providerUserId";
+        let mut map = serializer.serialize_map(None)?;
+        let mut written = false;
+        for (k, v) in self.base.into_iter().flatten() {
+            if k == KEY {
+                continue;
+            }
+            if !written && k.as_str() > KEY {
+                map.serialize_entry(KEY, self.provider_user_id)?;
+                written = true;
+            }
+            map.serialize_entry(k, v)?;
+        }
+        if !written {
+            map.serialize_entry(KEY, self.provider_user_id)?;
+        }
+        map.end()
+    }
+}
+
 /// Validate and normalise a payload. `system_prompt` is the stored global prompt.
 pub fn prepare(
     payload: &Value,
@@ -209,15 +276,15 @@ pub fn prepare(
     };
     optional_string(obj, "externalMessageId", "payload")?;
     optional_string(obj, "rawUpdateJson", "payload")?;
-    let mut metadata = match obj.get("metadata") {
-        None | Some(Value::Null) => Map::new(),
+    let metadata = match obj.get("metadata") {
+        None | Some(Value::Null) => None,
         Some(Value::Object(m)) => {
             if let Some((k, _)) = m.iter().find(|(_, v)| !v.is_string()) {
                 return Err(Error::validation(format!(
                     "payload.metadata.{k} must be a string"
                 )));
             }
-            m.clone()
+            Some(m)
         }
         Some(_) => {
             return Err(Error::validation(
@@ -245,24 +312,15 @@ pub fn prepare(
         }
         None => text.to_string(),
     };
-    metadata.insert(
-        "providerUserId".into(),
-        Value::String(provider_user_id.clone()),
-    );
-    let mut out = obj.clone();
-    out.insert("provider".into(), Value::String(provider.clone()));
-    out.insert("providerUserId".into(), Value::String(provider_user_id));
-    out.insert("messageText".into(), Value::String(message_text));
-    out.insert("metadata".into(), Value::Object(metadata));
-    if attachments.is_empty() {
-        out.remove("attachments");
-    } else {
-        out.insert(
-            "attachments".into(),
-            Value::Array(attachments.iter().map(attachment_json).collect()),
-        );
-    }
-    let json = serde_json::to_string(&Value::Object(out))?;
+    let stored = StoredPayload {
+        source: obj,
+        provider: &provider,
+        provider_user_id: &provider_user_id,
+        message_text: &message_text,
+        metadata,
+        attachments: &attachments,
+    };
+    let json = serde_json::to_string(&stored)?;
     if json.len() > max_bytes {
         return Err(Error::validation(format!(
             "payload is {} bytes; the limit is {max_bytes}",

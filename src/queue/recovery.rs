@@ -1,5 +1,9 @@
 //! Lease recovery: messages whose lease expired go back to their conversation.
 //!
+//! A message in flight is its conversation's lock (`state = 'busy'`), and the
+//! busy range of `conversations_sched` is ordered by lease expiry, so finding
+//! expired leases reads only conversations in flight.
+//!
 //! An expired lease counts as a failed attempt (the original did not count it,
 //! so a message that crashed every worker looped forever): it is retried with
 //! backoff or dead-lettered at `max_attempts`. The conversation lock is released
@@ -38,11 +42,11 @@ pub(crate) fn release_expired_in(
     limit: i64,
 ) -> Result<ReleaseOutcome> {
     let mut stmt = tx.prepare_cached(
-        "SELECT m.id, m.conversation_ref, c.conversation_id, m.claimed_by, m.attempts, m.max_attempts, c.lock_message = m.id
-         FROM messages m JOIN conversations c ON c.id = m.conversation_ref
-         WHERE m.status = 'processing' AND m.lease_expires_at <= ?1 ORDER BY m.lease_expires_at LIMIT ?2",
+        "SELECT m.id, c.id, c.conversation_id, m.claimed_by, m.attempts, m.max_attempts
+         FROM conversations c JOIN messages m ON m.id = c.lock_message
+         WHERE c.state = 'busy' AND c.sched_k1 <= ?1 AND m.status = 'processing' ORDER BY c.sched_k1 LIMIT ?2",
     )?;
-    type Expired = (i64, i64, String, Option<String>, i64, i64, Option<bool>);
+    type Expired = (i64, i64, String, Option<String>, i64, i64);
     let expired: Vec<Expired> = stmt
         .query_map(params![now, limit], |r| {
             Ok((
@@ -52,17 +56,16 @@ pub(crate) fn release_expired_in(
                 r.get(3)?,
                 r.get(4)?,
                 r.get(5)?,
-                r.get(6)?,
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
     drop(stmt);
     let mut out = ReleaseOutcome::default();
-    for (key, conv_ref, conversation_id, claimed_by, attempts, max_attempts, locked) in expired {
+    for (key, conv_ref, conversation_id, claimed_by, attempts, max_attempts) in expired {
         let outcome = retry_or_bury(tx, cfg, key, attempts, max_attempts, LEASE_EXPIRED, now)?;
         out.requeued += i64::from(outcome.requeued);
         out.dead_lettered += i64::from(outcome.dead_lettered);
-        out.unlocked += i64::from(locked.unwrap_or(false));
+        out.unlocked += 1;
         conversations::refresh_head(tx, conv_ref, now)?;
         if let Some(worker) = claimed_by {
             workers::release_load(

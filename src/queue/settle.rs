@@ -125,11 +125,12 @@ pub(crate) fn retry_or_bury(
     })
 }
 
-/// Mark the message done if `(worker, lease)` still holds it: the guard and the write
-/// are one statement. `false` when fenced off; `NotFound` for an unknown id.
-fn complete_in(
+/// Mark the message done if `(worker, lease)` still holds it (the guard and the
+/// write are one statement) and move its conversation to the next head. The
+/// worker's row is left to the caller. `false` when fenced off; `NotFound` for
+/// an unknown id.
+fn finish_message(
     tx: &Tx,
-    cfg: &Config,
     worker_id: &str,
     message_id: &str,
     lease_id: &str,
@@ -148,7 +149,6 @@ fn complete_in(
         return held(tx, worker_id, message_id, lease_id).map(|_| false);
     };
     conversations::refresh_head(tx, conv_ref, now)?;
-    workers::release_load(tx, worker_id, now, cfg.scaling.idle_timeout_ms, true, None)?;
     Ok(true)
 }
 
@@ -216,8 +216,13 @@ impl Factory {
         check(worker_id, lease_id)?;
         let cfg = self.config();
         let now = self.now(now_ms)?;
-        self.store
-            .write(|tx| complete_in(tx, &cfg, worker_id, message_id, lease_id, now))
+        self.store.write(|tx| {
+            let done = finish_message(tx, worker_id, message_id, lease_id, now)?;
+            if done {
+                workers::release_load(tx, worker_id, now, cfg.scaling.idle_timeout_ms, true, None)?;
+            }
+            Ok(done)
+        })
     }
 
     /// Complete a held message and claim the worker's next one in the same
@@ -236,10 +241,10 @@ impl Factory {
         let cfg = self.config();
         let now = self.now(now_ms)?;
         let next = self.write_claiming(|tx| {
-            if !complete_in(tx, &cfg, worker_id, message_id, lease_id, now)? {
+            if !finish_message(tx, worker_id, message_id, lease_id, now)? {
                 return Ok(None);
             }
-            claim_in(tx, self, &cfg, worker_id, opts, now).map(Some)
+            claim_in(tx, self, &cfg, worker_id, opts, now, true).map(Some)
         })?;
         next.ok_or_else(|| {
             Error::conflict(format!("lease {lease_id} of message {message_id} is no longer held by worker '{worker_id}'"))

@@ -146,9 +146,17 @@ fn check_limit(limit: i64, max: i64) -> Result<()> {
 }
 
 fn conversation_items(tx: &Tx, conv_ref: i64, limit: i64) -> Result<Vec<JobView>> {
+    // The newest `limit` of the conversation's finished / in-flight messages
+    // (index order) and of its pending ones, merged by id.
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_ref
-         WHERE m.conversation_ref = ?1 ORDER BY m.id DESC LIMIT ?2"
+         WHERE m.id IN (
+           SELECT id FROM (SELECT id FROM messages WHERE conversation_ref = ?1 AND pending_rank = 1
+                           ORDER BY order_key DESC, id DESC LIMIT ?2)
+           UNION ALL
+           SELECT id FROM (SELECT id FROM messages WHERE conversation_ref = ?1 AND pending_rank = 0
+                           ORDER BY id DESC LIMIT ?2))
+         ORDER BY m.id DESC LIMIT ?2"
     );
     let rows = tx
         .prepare_cached(&sql)?
@@ -162,13 +170,21 @@ impl Factory {
     pub fn queue_stats(&self, now_ms: Option<i64>) -> Result<QueueStats> {
         let now = self.now(now_ms)?;
         self.store.read(|tx| {
+            // Pending messages live in non-idle conversations: read those through
+            // conversations_sched, then each one's pending range.
             let (ready, delayed, oldest): (i64, i64, Option<i64>) = tx.query_row(
-                "SELECT coalesce(sum(ready_at <= ?1), 0), coalesce(sum(ready_at > ?1), 0), min(CASE WHEN ready_at <= ?1 THEN ready_at END)
-                 FROM messages WHERE status = 'queued'",
+                "SELECT coalesce(sum(m.ready_at <= ?1), 0), coalesce(sum(m.ready_at > ?1), 0),
+                        min(CASE WHEN m.ready_at <= ?1 THEN m.ready_at END)
+                 FROM conversations c JOIN messages m ON m.conversation_ref = c.id AND m.pending_rank = 0
+                 WHERE c.sched_k1 IS NOT NULL",
                 [now],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
-            let processing: i64 = tx.query_row("SELECT count(*) FROM messages WHERE status = 'processing'", [], |r| r.get(0))?;
+            let processing: i64 = tx.query_row(
+                "SELECT count(*) FROM conversations WHERE state = 'busy' AND sched_k1 IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )?;
             let dead: i64 = tx.query_row("SELECT count(*) FROM messages WHERE status = 'dead_letter'", [], |r| r.get(0))?;
             Ok(QueueStats { queued_ready: ready, queued_delayed: delayed, processing, dead_letter: dead, oldest_ready_at: oldest })
         })
@@ -178,16 +194,21 @@ impl Factory {
     pub fn list_jobs(&self, status: &str, limit: i64) -> Result<Vec<JobView>> {
         validate_status(status)?;
         check_limit(limit, 10_000)?;
-        let order = match status {
-            "queued" | "processing" => "m.scheduled_for, m.id",
-            _ => "m.id DESC",
+        // Pending and in-flight messages are reached through their (non-idle)
+        // conversations; finished ones from the newest row back.
+        let source = match status {
+            "queued" => "FROM conversations c JOIN messages m ON m.conversation_ref = c.id AND m.pending_rank = 0
+                         WHERE c.sched_k1 IS NOT NULL AND m.status = ?1 ORDER BY m.scheduled_for, m.id",
+            "processing" => "FROM conversations c JOIN messages m ON m.id = c.lock_message
+                             WHERE c.state = 'busy' AND c.sched_k1 IS NOT NULL AND m.status = ?1 ORDER BY m.scheduled_for, m.id",
+            _ => "FROM messages m JOIN conversations c ON c.id = m.conversation_ref WHERE m.status = ?1 ORDER BY m.id DESC",
         };
         self.store.read(|tx| {
-            let sql = format!(
-                "SELECT {JOB_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_ref
-                 WHERE m.status = ?1 ORDER BY {order} LIMIT ?2"
-            );
-            let rows = tx.prepare_cached(&sql)?.query_map(params![status, limit], job_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let sql = format!("SELECT {JOB_COLUMNS} {source} LIMIT ?2");
+            let rows = tx
+                .prepare_cached(&sql)?
+                .query_map(params![status, limit], job_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             collect_jobs(rows)
         })
     }
@@ -207,12 +228,16 @@ impl Factory {
         let now = self.now(now_ms)?;
         self.store.read(|tx| {
             let ready: i64 = tx.query_row(
-                "SELECT (SELECT count(*) FROM conversations WHERE state = 'ready' AND head_ready_at <= ?1)
-                      + (SELECT count(*) FROM conversations WHERE state = 'waiting' AND head_ready_at <= ?1)",
+                "SELECT (SELECT count(*) FROM conversations WHERE state = 'ready' AND sched_k1 IS NOT NULL AND head_ready_at <= ?1)
+                      + (SELECT count(*) FROM conversations WHERE state = 'waiting' AND sched_k1 <= ?1)",
                 [now],
                 |r| r.get(0),
             )?;
-            let busy: i64 = tx.query_row("SELECT count(*) FROM conversations WHERE state = 'busy'", [], |r| r.get(0))?;
+            let busy: i64 = tx.query_row(
+                "SELECT count(*) FROM conversations WHERE state = 'busy' AND sched_k1 IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )?;
             Ok(ConversationCounts { ready, active: ready + busy })
         })
     }
@@ -228,7 +253,7 @@ impl Factory {
         self.store.read(|tx| {
             let mut stmt = tx.prepare_cached(
                 "SELECT agent_key, conversation_id FROM conversations
-                 WHERE state = 'busy' OR (state IN ('ready', 'waiting') AND head_ready_at <= ?1)
+                 WHERE sched_k1 IS NOT NULL AND (state = 'busy' OR (state IN ('ready', 'waiting') AND head_ready_at <= ?1))
                  ORDER BY agent_key, conversation_id LIMIT ?2",
             )?;
             let rows = stmt

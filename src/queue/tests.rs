@@ -233,21 +233,60 @@ fn enqueue_many_is_all_or_nothing() {
     assert_eq!(f.enqueue_many(&batch[..2], None).unwrap().len(), 2);
 }
 
-#[test]
-fn claim_reads_the_ready_heads_index() {
-    let f = factory();
-    let plan: Vec<String> = f
-        .store()
+fn query_plan(f: &Factory, sql: &str) -> String {
+    f.store()
         .read(|tx| {
-            let mut stmt = tx.prepare(
-                "EXPLAIN QUERY PLAN SELECT c.id FROM conversations c WHERE c.state = 'ready' AND c.head_ready_at <= 0
-                 ORDER BY c.head_priority DESC, c.head_order_at, c.head_message LIMIT 1",
-            )?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(3))?.collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
+            let mut stmt = tx.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(3))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows.join("\n"))
         })
-        .unwrap();
-    let plan = plan.join("\n");
-    assert!(plan.contains("conversations_ready"), "{plan}");
+        .unwrap()
+}
+
+#[test]
+fn hot_queries_read_indexes_without_sorting() {
+    let f = factory();
+    // claim: the front of the ready range, already in claim order
+    let plan = query_plan(
+        &f,
+        "SELECT c.id FROM conversations c WHERE c.state = 'ready' AND c.sched_k1 IS NOT NULL AND c.head_ready_at <= 0
+         ORDER BY c.sched_k1, c.sched_k2, c.sched_k3 LIMIT 1",
+    );
+    assert!(
+        plan.contains("USING INDEX conversations_sched (state=? AND sched_k1>?)"),
+        "{plan}"
+    );
     assert!(!plan.contains("TEMP B-TREE"), "claim must not sort: {plan}");
+    // the head of one conversation
+    let plan = query_plan(
+        &f,
+        "SELECT id FROM messages WHERE conversation_ref = 1 AND pending_rank = 0 ORDER BY order_key, id LIMIT 1",
+    );
+    assert!(
+        plan.contains("messages_conversation (conversation_ref=? AND pending_rank=?)"),
+        "{plan}"
+    );
+    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    // expired leases: the busy range by expiry
+    let plan = query_plan(
+        &f,
+        "SELECT m.id FROM conversations c JOIN messages m ON m.id = c.lock_message
+         WHERE c.state = 'busy' AND c.sched_k1 <= 0 AND m.status = 'processing' ORDER BY c.sched_k1 LIMIT 5",
+    );
+    assert!(
+        plan.contains("USING INDEX conversations_sched (state=? AND sched_k1<?)"),
+        "{plan}"
+    );
+    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    // due waiting conversations
+    let plan = query_plan(
+        &f,
+        "SELECT id FROM conversations WHERE state = 'waiting' AND sched_k1 <= 0",
+    );
+    assert!(
+        plan.contains("conversations_sched (state=? AND sched_k1<?)"),
+        "{plan}"
+    );
 }

@@ -30,6 +30,11 @@ CREATE INDEX agents_bot_identity ON agents(bot_identity) WHERE bot_identity IS N
 --   ready   the head may be claimed now;
 --   busy    a message of this conversation is in flight (lock_* set).
 -- The head_* columns copy the head message so claim reads one index only.
+-- sched_k1..3 (generated) are the scheduling key of a non-idle conversation, one
+-- index for all three states: ready by (priority desc, head age, head message),
+-- waiting by due time, busy by lease expiry. A claim moves a conversation from
+-- the front of the ready range to the end of the busy range next to it, so both
+-- changes usually land on one index page. sched_k1 is NULL exactly when idle.
 CREATE TABLE conversations (
   id                INTEGER PRIMARY KEY,
   conversation_id   TEXT NOT NULL UNIQUE,
@@ -44,10 +49,14 @@ CREATE TABLE conversations (
   lock_worker_id    TEXT,
   lock_expires_at   INTEGER,
   lock_heartbeat_at INTEGER,
-  created_at        INTEGER NOT NULL
+  created_at        INTEGER NOT NULL,
+  sched_k1 INTEGER GENERATED ALWAYS AS (CASE state WHEN 'ready' THEN -head_priority
+                                                   WHEN 'waiting' THEN head_ready_at
+                                                   WHEN 'busy' THEN lock_expires_at END) VIRTUAL,
+  sched_k2 INTEGER GENERATED ALWAYS AS (CASE state WHEN 'ready' THEN head_order_at ELSE 0 END) VIRTUAL,
+  sched_k3 INTEGER GENERATED ALWAYS AS (CASE state WHEN 'ready' THEN head_message ELSE id END) VIRTUAL
 );
-CREATE INDEX conversations_ready ON conversations(head_priority DESC, head_order_at, head_message) WHERE state = 'ready';
-CREATE INDEX conversations_waiting ON conversations(head_ready_at) WHERE state = 'waiting';
+CREATE INDEX conversations_sched ON conversations(state, sched_k1, sched_k2, sched_k3) WHERE sched_k1 IS NOT NULL;
 CREATE INDEX conversations_agent ON conversations(agent_key);
 
 CREATE TABLE messages (
@@ -69,12 +78,16 @@ CREATE TABLE messages (
   next_retry_at    INTEGER,
   dead_lettered_at INTEGER,
   finished_at      INTEGER,
-  created_at       INTEGER NOT NULL
+  created_at       INTEGER NOT NULL,
+  -- One index per conversation serves both its FIFO head (pending messages by
+  -- (scheduled_for, id)) and its history (the others by id), so an enqueue
+  -- touches one conversation-keyed index. A processing message is found through
+  -- its conversation's lock (conversations_sched, state busy).
+  pending_rank     INTEGER GENERATED ALWAYS AS (status <> 'queued') VIRTUAL,
+  order_key        INTEGER GENERATED ALWAYS AS (CASE WHEN status = 'queued' THEN scheduled_for ELSE id END) VIRTUAL
 );
-CREATE INDEX messages_pending ON messages(conversation_ref, scheduled_for, id) WHERE status = 'queued';
-CREATE INDEX messages_leases ON messages(lease_expires_at) WHERE status = 'processing';
+CREATE INDEX messages_conversation ON messages(conversation_ref, pending_rank, order_key, id);
 CREATE INDEX messages_dead ON messages(dead_lettered_at) WHERE status = 'dead_letter';
-CREATE INDEX messages_conversation ON messages(conversation_ref, id);
 
 CREATE TABLE message_attachments (
   id               INTEGER PRIMARY KEY,
@@ -194,8 +207,20 @@ CREATE INDEX snapshots_blob ON snapshots(blob_sha256) WHERE blob_sha256 IS NOT N
 CREATE INDEX message_attachments_blob ON message_attachments(blob_sha256);
 "#;
 
+/// Migration 3: named leases (one live holder per name; the token fences tenures).
+const V3: &str = r#"
+CREATE TABLE leases (
+  name        TEXT PRIMARY KEY,
+  holder      TEXT NOT NULL,
+  token       INTEGER NOT NULL,
+  acquired_at INTEGER NOT NULL,
+  renewed_at  INTEGER NOT NULL,
+  expires_at  INTEGER NOT NULL
+);
+"#;
+
 /// All migrations in order; index + 1 is the resulting `user_version`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Latest schema version this build knows.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

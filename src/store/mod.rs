@@ -10,10 +10,13 @@
 //! - WAL with `synchronous=NORMAL` survives any process crash; `durable` switches
 //!   to `synchronous=FULL`, which also survives power loss; network filesystems get
 //!   the rollback journal;
-//! - new directories are created 0700 and the database files are 0600.
+//! - new directories are created 0700 and the database files are 0600;
+//! - file databases go through the `wal_vfs` shim, which writes each WAL commit
+//!   with one system call instead of two per page.
 
 mod fs_policy;
 pub mod migrations;
+pub mod wal_vfs;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,14 @@ use rusqlite::{Connection, OpenFlags};
 pub use fs_policy::{JournalChoice, JournalPolicy};
 
 use crate::error::{Error, Result};
+
+/// Page size of new database files. Queue rows are a few hundred bytes and each
+/// operation dirties a handful of pages, so every commit appends whole pages to
+/// the WAL that are mostly untouched bytes: 2 KiB pages halve what is copied,
+/// checksummed, written and checkpointed per message (the drain ran ≈20 % faster
+/// than with 4 KiB pages in `examples/core_workload.rs`), while a typical
+/// payload (up to ≈2 KB) still fits a single page.
+pub const PAGE_SIZE: i64 = 2048;
 
 /// How to open a database.
 #[derive(Debug, Clone, Default)]
@@ -121,8 +132,14 @@ impl Store {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn = Connection::open_with_flags(file, flags)?;
+        let vfs = wal_vfs::vfs_name()?;
+        let mut conn = match vfs {
+            Some(vfs) => Connection::open_with_flags_and_vfs(file, flags, vfs)?,
+            None => Connection::open_with_flags(file, flags)?,
+        };
         conn.busy_handler(Some(busy_handler))?;
+        // Only takes effect on a new file (before the journal mode is set).
+        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         let wanted = if policy == JournalPolicy::Rollback {
             "delete"
         } else {
