@@ -770,7 +770,7 @@ fn diagnostics() {
         "plain_sql_floor cycle", 3, u.statements, u.reprepares, u.pages
     );
     drop(plain);
-    println!("(BEGIN IMMEDIATE/COMMIT are not counted in stmts; WAL pages = 4 KiB frames appended at commit)");
+    println!("(BEGIN IMMEDIATE/COMMIT are not counted in stmts; WAL pages = frames (one database page each) appended at commit)");
 
     if !reprepared.is_empty() {
         println!("statements of the core cycle that SQLite re-prepares (parse + plan again) on every use:");

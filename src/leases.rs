@@ -76,6 +76,63 @@ pub(crate) fn acquire_in(
         .optional()?)
 }
 
+/// The lease row `name` inside `tx` (live or lapsed), if it was ever taken.
+pub(crate) fn get_in(tx: &Tx, name: &str) -> Result<Option<LeaseGrant>> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT name, holder, token, acquired_at, expires_at FROM leases WHERE name = ?1",
+        )?
+        .query_row([name], |r| {
+            Ok(LeaseGrant {
+                name: r.get(0)?,
+                holder: r.get(1)?,
+                token: r.get(2)?,
+                acquired_at: r.get(3)?,
+                expires_at: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
+/// End the tenure `token` of `holder` inside `tx` (it lapses at its last
+/// renewal, so it is free at once); `false` when that tenure is not current.
+pub(crate) fn release_in(tx: &Tx, name: &str, holder: &str, token: i64) -> Result<bool> {
+    Ok(tx
+        .prepare_cached(
+            "UPDATE leases SET expires_at = min(expires_at, renewed_at)
+             WHERE name = ?1 AND holder = ?2 AND token = ?3",
+        )?
+        .execute(params![name, holder, token])?
+        > 0)
+}
+
+/// A holder identity unique to this process and call: `hostname:pid:random`.
+///
+/// The hostname keeps only `[A-Za-z0-9._-]` (at most 64 bytes), so the id is
+/// also a valid HTTP header value (it names a control loop in `User-Agent`).
+pub fn holder_id() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // within it on success (a truncated name is cut at the buffer end below).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let raw = if rc == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    let mut host: String = raw
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(64)
+        .collect();
+    if host.is_empty() {
+        host = "localhost".into();
+    }
+    let random = rand::random::<u64>() & 0xffff_ffff_ffff;
+    format!("{host}:{}:{random:012x}", std::process::id())
+}
+
 /// `Conflict` unless `holder` still holds `name` with `token` at `now`.
 pub(crate) fn check_in(tx: &Tx, name: &str, holder: &str, token: i64, now: i64) -> Result<()> {
     let current: Option<(String, i64, i64)> = tx
@@ -114,35 +171,13 @@ impl Factory {
     /// Give the lease up if `holder` holds it with `token`; `false` otherwise.
     pub fn release_lease(&self, name: &str, holder: &str, token: i64) -> Result<bool> {
         check_args(name, holder)?;
-        self.store.write(|tx| {
-            Ok(tx
-                .prepare_cached(
-                    "UPDATE leases SET expires_at = min(expires_at, renewed_at) WHERE name = ?1 AND holder = ?2 AND token = ?3",
-                )?
-                .execute(params![name, holder, token])?
-                > 0)
-        })
+        self.store.write(|tx| release_in(tx, name, holder, token))
     }
 
     /// The current state of lease `name` (live or lapsed), if it was ever taken.
     pub fn get_lease(&self, name: &str) -> Result<Option<LeaseGrant>> {
         validate::identifier("lease name", name, 200, false)?;
-        self.store.read(|tx| {
-            Ok(tx
-                .prepare_cached(
-                    "SELECT name, holder, token, acquired_at, expires_at FROM leases WHERE name = ?1",
-                )?
-                .query_row([name], |r| {
-                    Ok(LeaseGrant {
-                        name: r.get(0)?,
-                        holder: r.get(1)?,
-                        token: r.get(2)?,
-                        acquired_at: r.get(3)?,
-                        expires_at: r.get(4)?,
-                    })
-                })
-                .optional()?)
-        })
+        self.store.read(|tx| get_in(tx, name))
     }
 
     /// Run `f` in one write transaction only while `holder` still holds `name`

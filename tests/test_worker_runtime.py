@@ -618,3 +618,22 @@ def unreadable_file_handler(ctx: JobContext) -> None:
     p = ctx.data_dir / "secret"
     p.write_text("x")
     p.chmod(0)
+
+
+def test_a_worker_opening_the_database_records_its_idle_timeout_as_the_shutdown_time(tmp_path: Path) -> None:
+    """The pool hands its idle timeout to worker processes (``WORKER_IDLE_TIMEOUT_MS``); a
+    worker that opens the database itself must record that timeout, not the 30-minute
+    default, when a job ends — otherwise the pool's idle shutdown never falls due."""
+    db = tmp_path / "f.db"
+    f = live_factory(db)
+    f.queue.enqueue("conv-1", AGENT, payload())
+    Worker(db, "w-idle", echo_handler, data_dir=tmp_path / "data", idle_timeout_ms=4_321, max_jobs=1).run()
+    row = f.workers.get("w-idle")
+    assert row is not None and row.last_claim_at is not None
+    assert row.scheduled_shutdown_at == row.last_claim_at + 4_321
+    # Given a factory, the worker keeps that factory's policy.
+    f.queue.enqueue("conv-2", AGENT, payload())
+    Worker(f, "w-given", echo_handler, data_dir=tmp_path / "data2", idle_timeout_ms=4_321, max_jobs=1).run()
+    given = f.workers.get("w-given")
+    assert given is not None and given.last_claim_at is not None
+    assert given.scheduled_shutdown_at == given.last_claim_at + f.config.tunables().scaling.idle_timeout_ms

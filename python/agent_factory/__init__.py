@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._async_api import (
     AsyncAgentsApi,
     AsyncBlobsApi,
+    AsyncControlLoop,
     AsyncFactory,
     AsyncPoolApi,
     AsyncQueueApi,
@@ -25,6 +26,7 @@ from ._native import __version__ as __version__
 from ._sync_api import (
     AgentsApi,
     BlobsApi,
+    ControlLoop,
     Factory,
     PoolApi,
     QueueApi,
@@ -43,6 +45,7 @@ from ._types import (
     BridgeRuntimeConfig,
     Claim,
     CleanupReport,
+    ControlRun,
     ControlState,
     ConversationCounts,
     ConversationView,
@@ -67,6 +70,7 @@ from ._types import (
     Snapshot,
     SnapshotExpiry,
     SnapshotUpload,
+    TickReport,
     Volume,
     WorkerStats,
 )
@@ -129,6 +133,10 @@ __all__ = [
     "default_worker_command",
     "PoolReport",
     "PoolStatus",
+    "ControlLoop",
+    "AsyncControlLoop",
+    "TickReport",
+    "ControlRun",
     "AgentProfile",
     "AppendResult",
     "Assignment",

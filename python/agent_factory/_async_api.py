@@ -14,12 +14,14 @@ import os
 from typing import Any, Iterable, Literal, Mapping, Sequence, overload
 
 from . import _guard, _native
+from ._pacing import AsyncPacer, Pacer, check_run_args
 
 from ._types import (
     AgentProfile,
     AppendResult,
     Claim,
     CleanupReport,
+    ControlRun,
     ControlState,
     ConversationCounts,
     ConversationView,
@@ -40,6 +42,7 @@ from ._types import (
     Snapshot,
     SnapshotExpiry,
     SnapshotUpload,
+    TickReport,
     Worker,
     WorkerStats,
 )
@@ -60,6 +63,7 @@ __all__ = [
     "AsyncBlobsApi",
     "AsyncSnapshotsApi",
     "AsyncPoolApi",
+    "AsyncControlLoop",
     "AsyncWorkerHandle",
 ]
 
@@ -637,9 +641,17 @@ class AsyncPoolApi(_AsyncArea):
     (``factory.config.set_provider_config``). ``scaling`` defaults to the factory's
     ``Config.scaling`` and is used for every decision of the call. Cycles never
     overlap: a second call waits for the running one (``ConflictError`` after 30 s).
+
+    The control loop (``run``, ``tick``, ``control_loop``) runs these cycles when
+    they are due; a database lease (``pool.control``) lets only one loop act at a
+    time, across threads and processes.
     """
 
-    __slots__ = ()
+    __slots__ = ("_control",)
+
+    def __init__(self, native: Any) -> None:
+        super().__init__(native)
+        self._control: Any = None
 
     async def reconcile(
         self,
@@ -709,6 +721,155 @@ class AsyncPoolApi(_AsyncArea):
             _IS_ASYNC, choice, machine_concurrency, volume_concurrency, settle_timeout_ms, poll_interval_ms, volume_attempts
         )
         return CleanupReport._from(raw)
+
+
+    def control_loop(
+        self,
+        *,
+        provider: LocalProvider | FlyProvider | None = None,
+        scaling: ScalingPolicy | Mapping[str, Any] | None = None,
+        workspace_id: str = "default",
+        holder: str | None = None,
+        lease_ttl_ms: int = 30_000,
+        idle_check_interval_ms: int = 60_000,
+        sweep_interval_ms: int = 60_000,
+    ) -> AsyncControlLoop:
+        """A new control loop with its own lease holder id (``holder``, default
+        ``hostname:pid:random``). Nothing is taken until its first ``tick``; use it as
+        a context manager so the lease is released on exit. ``lease_ttl_ms`` bounds
+        how long a crashed loop blocks a successor; ``idle_check_interval_ms`` and
+        ``sweep_interval_ms`` pace idle-shutdown checks and snapshot expiry."""
+        native = self._n.pool_control_loop(holder, lease_ttl_ms, workspace_id, idle_check_interval_ms, sweep_interval_ms)
+        return AsyncControlLoop(native, _provider_arg(provider), _scaling_arg(scaling))
+
+    async def tick(
+        self,
+        *,
+        provider: LocalProvider | FlyProvider | None = None,
+        scaling: ScalingPolicy | Mapping[str, Any] | None = None,
+        workspace_id: str = "default",
+        now_ms: int | None = None,
+    ) -> TickReport:
+        """One tick of this handle's own control loop (kept between calls; its lease is
+        released by :meth:`release_control`).
+
+        Takes or renews the ``pool.control`` lease — a standby tick (another loop
+        holds it) does nothing — then runs lease recovery, a reconcile when one is
+        due (first tick, ``scaling.reconcile_interval_ms`` passed, or demand: more
+        active conversations than at the previous tick, or fewer live workers than
+        they need), otherwise an idle-shutdown cycle when a worker falls due, and the
+        snapshot expiry sweep every minute. Provider errors go into
+        ``TickReport.errors`` and the failed step is retried later."""
+        if self._control is None:
+            self._control = self._n.pool_control_loop(None, 30_000, workspace_id)
+        raw = await self._control.tick(_IS_ASYNC, _provider_arg(provider), _scaling_arg(scaling), workspace_id, now_ms)
+        return TickReport._from(raw)
+
+    async def release_control(self) -> bool:
+        """Release the lease held by :meth:`tick`'s loop, so another loop can act at
+        once; ``False`` when it held none."""
+        if self._control is None:
+            return False
+        return bool(await self._control.stop(_IS_ASYNC))
+
+    async def run(
+        self,
+        *,
+        provider: LocalProvider | FlyProvider | None = None,
+        scaling: ScalingPolicy | Mapping[str, Any] | None = None,
+        workspace_id: str = "default",
+        tick_ms: int = 500,
+        stop: Any = None,
+        max_ticks: int | None = None,
+        on_tick: Any = None,
+        holder: str | None = None,
+        lease_ttl_ms: int = 30_000,
+    ) -> ControlRun:
+        """Run a control loop until ``stop`` is set, ``max_ticks`` ticks ran, or the
+        caller interrupts it (Ctrl-C, task cancellation); the lease is released on
+        every way out.
+
+        Ticks every ``tick_ms`` (sooner when something falls due), so an enqueue is
+        acted on within about ``tick_ms``. ``stop`` is a ``threading.Event`` (or, for
+        the asyncio API, an ``asyncio.Event``); ``on_tick(report)`` is called with
+        every :class:`TickReport` (the asyncio API awaits it when it returns an
+        awaitable). Two loops on one database — threads or processes — never act at
+        once: the standby one takes over when the holder stops (at once) or dies
+        (after ``lease_ttl_ms``)."""
+        check_run_args(tick_ms, max_ticks, on_tick)
+        loop = self.control_loop(
+            provider=provider, scaling=scaling, workspace_id=workspace_id, holder=holder, lease_ttl_ms=lease_ttl_ms
+        )
+        async with loop:
+            return await loop.run(tick_ms=tick_ms, stop=stop, max_ticks=max_ticks, on_tick=on_tick)
+
+
+class AsyncControlLoop:
+    """A pool control loop: ``factory.pool.control_loop(...)``.
+
+    Each loop has its own lease holder id; only the holder of the database lease
+    ``pool.control`` acts. Use it as a context manager, or call :meth:`stop`, to
+    release the lease.
+    """
+
+    __slots__ = ("_loop", "_provider", "_scaling")
+
+    #: Shortest pause between ticks, so a step that is due at once cannot spin.
+    MIN_PAUSE_MS = 50
+
+    def __init__(self, native: Any, provider: dict[str, Any], scaling: Any) -> None:
+        self._loop = native
+        self._provider = provider
+        self._scaling = scaling
+
+    @property
+    def holder(self) -> str:
+        """The lease holder id of this loop (sent as ``User-Agent`` to Fly)."""
+        return self._loop.holder  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(holder={self.holder!r})"
+
+    async def tick(self, *, now_ms: int | None = None) -> TickReport:
+        """One tick (see :meth:`AsyncPoolApi.tick`)."""
+        return TickReport._from(await self._loop.tick(_IS_ASYNC, self._provider, self._scaling, None, now_ms))
+
+    async def stop(self) -> bool:
+        """Release the lease (if held), so another loop can take over at once."""
+        return bool(await self._loop.stop(_IS_ASYNC))
+
+    async def run(self, *, tick_ms: int = 500, stop: Any = None, max_ticks: int | None = None, on_tick: Any = None) -> ControlRun:
+        """Tick until ``stop`` is set or ``max_ticks`` ran (see :meth:`AsyncPoolApi.run`);
+        the lease is released on the way out, whatever ends the run."""
+        check_run_args(tick_ms, max_ticks, on_tick)
+        pacer = AsyncPacer(stop)
+        ticks = acting = 0
+        reason = "stop"
+        try:
+            while not pacer.stop_requested():
+                if max_ticks is not None and ticks >= max_ticks:
+                    reason = "max_ticks"
+                    break
+                report = await self.tick()
+                ticks += 1
+                acting += int(report.acting)
+                if on_tick is not None:
+                    await pacer.call(on_tick, report)
+                if max_ticks is not None and ticks >= max_ticks:
+                    reason = "max_ticks"
+                    break
+                pause_ms = min(tick_ms, max(self.MIN_PAUSE_MS, report.next_tick_at - report.at))
+                if await pacer.wait(pause_ms / 1000):
+                    break
+        finally:
+            await self.stop()
+        return ControlRun(holder=self.holder, ticks=ticks, acting_ticks=acting, reason=reason)
+
+    async def __aenter__(self) -> AsyncControlLoop:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
 
 class AsyncWorkerHandle:

@@ -38,6 +38,21 @@ class NativeHeartbeat:
     def __enter__(self) -> NativeHeartbeat: ...
     def __exit__(self, *exc: object) -> bool: ...
 
+class NativeControlLoop:
+    """A pool control loop's state; wrapped by ``agent_factory.ControlLoop`` / ``AsyncControlLoop``."""
+
+    @property
+    def holder(self) -> str: ...
+    def tick(
+        self,
+        is_async: bool,
+        provider: dict[str, Any],
+        scaling: dict[str, Any] | None = None,
+        workspace_id: str | None = None,
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def stop(self, is_async: bool) -> Any: ...
+
 class NativeFlyMachines:
     """Fly Machines client for one app; wrapped by ``agent_factory.fly.FlyMachines``."""
 
@@ -51,6 +66,7 @@ class NativeFlyMachines:
         backoff_ms: int = 250,
         max_backoff_ms: int = 10000,
         retry_after_cap_ms: int = 30000,
+        user_agent: str | None = None,
     ) -> None: ...
     @property
     def app_name(self) -> str: ...
@@ -306,6 +322,14 @@ class NativeFactory:
         self, is_async: bool, provider: dict[str, Any], scaling: dict[str, Any] | None = None, now_ms: int | None = None
     ) -> Any: ...
     def pool_status(self, is_async: bool, provider: dict[str, Any]) -> Any: ...
+    def pool_control_loop(
+        self,
+        holder: str | None = None,
+        lease_ttl_ms: int = 30000,
+        workspace_id: str | None = None,
+        idle_check_interval_ms: int = 60000,
+        sweep_interval_ms: int = 60000,
+    ) -> NativeControlLoop: ...
     def pool_fly_cleanup(
         self,
         is_async: bool,

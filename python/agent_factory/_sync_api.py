@@ -10,12 +10,13 @@ import builtins
 import os
 from typing import Any, Iterable, Literal, Mapping, Sequence, overload
 from . import _guard, _native
-from ._types import AgentProfile, AppendResult, Claim, CleanupReport, ControlState, ConversationCounts, ConversationView, DirectorySnapshot, FailOutcome, Heartbeats, HydrationBundle, ImportedSecret, Job, MessageConfig, PoolReport, PoolStatus, ProviderConfig, QueueStats, ReleaseOutcome, RestoredSnapshot, SecretStatus, Snapshot, SnapshotExpiry, SnapshotUpload, Worker, WorkerStats
+from ._pacing import AsyncPacer, Pacer, check_run_args
+from ._types import AgentProfile, AppendResult, Claim, CleanupReport, ControlRun, ControlState, ConversationCounts, ConversationView, DirectorySnapshot, FailOutcome, Heartbeats, HydrationBundle, ImportedSecret, Job, MessageConfig, PoolReport, PoolStatus, ProviderConfig, QueueStats, ReleaseOutcome, RestoredSnapshot, SecretStatus, Snapshot, SnapshotExpiry, SnapshotUpload, TickReport, Worker, WorkerStats
 from .config import Config, FlyProvider, LocalProvider, ScalingPolicy
 from .errors import ValidationError
 _IS_ASYNC = False
 _KEEP: Any = object()
-__all__ = ['Factory', 'AgentsApi', 'QueueApi', 'WorkersApi', 'SecretsApi', 'SettingsApi', 'BlobsApi', 'SnapshotsApi', 'PoolApi', 'WorkerHandle']
+__all__ = ['Factory', 'AgentsApi', 'QueueApi', 'WorkersApi', 'SecretsApi', 'SettingsApi', 'BlobsApi', 'SnapshotsApi', 'PoolApi', 'ControlLoop', 'WorkerHandle']
 
 def _str_list(value: Any, field: str) -> list[str]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
@@ -424,8 +425,16 @@ class PoolApi(_Area):
     (``factory.config.set_provider_config``). ``scaling`` defaults to the factory's
     ``Config.scaling`` and is used for every decision of the call. Cycles never
     overlap: a second call waits for the running one (``ConflictError`` after 30 s).
+
+    The control loop (``run``, ``tick``, ``control_loop``) runs these cycles when
+    they are due; a database lease (``pool.control``) lets only one loop act at a
+    time, across threads and processes.
     """
-    __slots__ = ()
+    __slots__ = ('_control',)
+
+    def __init__(self, native: Any) -> None:
+        super().__init__(native)
+        self._control: Any = None
 
     def reconcile(self, *, provider: LocalProvider | FlyProvider | None=None, scaling: ScalingPolicy | Mapping[str, Any] | None=None, workspace_id: str='default', now_ms: int | None=None) -> PoolReport:
         """One reconcile cycle (the seed's ``reconcileWorkerPool``).
@@ -467,6 +476,119 @@ class PoolApi(_Area):
         choice = _provider_arg(provider)
         raw = self._n.pool_fly_cleanup(_IS_ASYNC, choice, machine_concurrency, volume_concurrency, settle_timeout_ms, poll_interval_ms, volume_attempts)
         return CleanupReport._from(raw)
+
+    def control_loop(self, *, provider: LocalProvider | FlyProvider | None=None, scaling: ScalingPolicy | Mapping[str, Any] | None=None, workspace_id: str='default', holder: str | None=None, lease_ttl_ms: int=30000, idle_check_interval_ms: int=60000, sweep_interval_ms: int=60000) -> ControlLoop:
+        """A new control loop with its own lease holder id (``holder``, default
+        ``hostname:pid:random``). Nothing is taken until its first ``tick``; use it as
+        a context manager so the lease is released on exit. ``lease_ttl_ms`` bounds
+        how long a crashed loop blocks a successor; ``idle_check_interval_ms`` and
+        ``sweep_interval_ms`` pace idle-shutdown checks and snapshot expiry."""
+        native = self._n.pool_control_loop(holder, lease_ttl_ms, workspace_id, idle_check_interval_ms, sweep_interval_ms)
+        return ControlLoop(native, _provider_arg(provider), _scaling_arg(scaling))
+
+    def tick(self, *, provider: LocalProvider | FlyProvider | None=None, scaling: ScalingPolicy | Mapping[str, Any] | None=None, workspace_id: str='default', now_ms: int | None=None) -> TickReport:
+        """One tick of this handle's own control loop (kept between calls; its lease is
+        released by :meth:`release_control`).
+
+        Takes or renews the ``pool.control`` lease — a standby tick (another loop
+        holds it) does nothing — then runs lease recovery, a reconcile when one is
+        due (first tick, ``scaling.reconcile_interval_ms`` passed, or demand: more
+        active conversations than at the previous tick, or fewer live workers than
+        they need), otherwise an idle-shutdown cycle when a worker falls due, and the
+        snapshot expiry sweep every minute. Provider errors go into
+        ``TickReport.errors`` and the failed step is retried later."""
+        if self._control is None:
+            self._control = self._n.pool_control_loop(None, 30000, workspace_id)
+        raw = self._control.tick(_IS_ASYNC, _provider_arg(provider), _scaling_arg(scaling), workspace_id, now_ms)
+        return TickReport._from(raw)
+
+    def release_control(self) -> bool:
+        """Release the lease held by :meth:`tick`'s loop, so another loop can act at
+        once; ``False`` when it held none."""
+        if self._control is None:
+            return False
+        return bool(self._control.stop(_IS_ASYNC))
+
+    def run(self, *, provider: LocalProvider | FlyProvider | None=None, scaling: ScalingPolicy | Mapping[str, Any] | None=None, workspace_id: str='default', tick_ms: int=500, stop: Any=None, max_ticks: int | None=None, on_tick: Any=None, holder: str | None=None, lease_ttl_ms: int=30000) -> ControlRun:
+        """Run a control loop until ``stop`` is set, ``max_ticks`` ticks ran, or the
+        caller interrupts it (Ctrl-C, task cancellation); the lease is released on
+        every way out.
+
+        Ticks every ``tick_ms`` (sooner when something falls due), so an enqueue is
+        acted on within about ``tick_ms``. ``stop`` is a ``threading.Event`` (or, for
+        the asyncio API, an ``asyncio.Event``); ``on_tick(report)`` is called with
+        every :class:`TickReport` (the asyncio API awaits it when it returns an
+        awaitable). Two loops on one database — threads or processes — never act at
+        once: the standby one takes over when the holder stops (at once) or dies
+        (after ``lease_ttl_ms``)."""
+        check_run_args(tick_ms, max_ticks, on_tick)
+        loop = self.control_loop(provider=provider, scaling=scaling, workspace_id=workspace_id, holder=holder, lease_ttl_ms=lease_ttl_ms)
+        with loop:
+            return loop.run(tick_ms=tick_ms, stop=stop, max_ticks=max_ticks, on_tick=on_tick)
+
+class ControlLoop:
+    """A pool control loop: ``factory.pool.control_loop(...)``.
+
+    Each loop has its own lease holder id; only the holder of the database lease
+    ``pool.control`` acts. Use it as a context manager, or call :meth:`stop`, to
+    release the lease.
+    """
+    __slots__ = ('_loop', '_provider', '_scaling')
+    MIN_PAUSE_MS = 50
+
+    def __init__(self, native: Any, provider: dict[str, Any], scaling: Any) -> None:
+        self._loop = native
+        self._provider = provider
+        self._scaling = scaling
+
+    @property
+    def holder(self) -> str:
+        """The lease holder id of this loop (sent as ``User-Agent`` to Fly)."""
+        return self._loop.holder
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(holder={self.holder!r})'
+
+    def tick(self, *, now_ms: int | None=None) -> TickReport:
+        """One tick (see :meth:`PoolApi.tick`)."""
+        return TickReport._from(self._loop.tick(_IS_ASYNC, self._provider, self._scaling, None, now_ms))
+
+    def stop(self) -> bool:
+        """Release the lease (if held), so another loop can take over at once."""
+        return bool(self._loop.stop(_IS_ASYNC))
+
+    def run(self, *, tick_ms: int=500, stop: Any=None, max_ticks: int | None=None, on_tick: Any=None) -> ControlRun:
+        """Tick until ``stop`` is set or ``max_ticks`` ran (see :meth:`PoolApi.run`);
+        the lease is released on the way out, whatever ends the run."""
+        check_run_args(tick_ms, max_ticks, on_tick)
+        pacer = Pacer(stop)
+        ticks = acting = 0
+        reason = 'stop'
+        try:
+            while not pacer.stop_requested():
+                if max_ticks is not None and ticks >= max_ticks:
+                    reason = 'max_ticks'
+                    break
+                report = self.tick()
+                ticks += 1
+                acting += int(report.acting)
+                if on_tick is not None:
+                    pacer.call(on_tick, report)
+                if max_ticks is not None and ticks >= max_ticks:
+                    reason = 'max_ticks'
+                    break
+                pause_ms = min(tick_ms, max(self.MIN_PAUSE_MS, report.next_tick_at - report.at))
+                if pacer.wait(pause_ms / 1000):
+                    break
+        finally:
+            self.stop()
+        return ControlRun(holder=self.holder, ticks=ticks, acting_ticks=acting, reason=reason)
+
+    def __enter__(self) -> ControlLoop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 class WorkerHandle:
     """A worker's view of the queue, with its id bound once: ``factory.worker("w-1")``."""

@@ -2,9 +2,17 @@
 
 Commands:
 
-- ``demo``: run the queue end to end on the embedded default (a temporary
-  database, a demo agent, thousands of messages across hundreds of
-  conversations, several pooled workers) and print a report;
+- ``demo``: the whole system on one machine (a temporary database, a demo
+  agent, messages over many conversations in waves, the pool spawning local
+  worker processes that drain when idle, snapshot and stop, and restore the
+  snapshots when their conversation comes back) with a report of the checks;
+  ``--in-process`` runs the queue benchmark instead (thousands of messages,
+  pooled worker threads in this process);
+- ``serve``: run the pool control loop (lease recovery, reconcile on demand and
+  periodically, idle shutdown, snapshot expiry) until SIGINT/SIGTERM; several
+  ``serve`` processes may share a database — a database lease lets one act at a
+  time and a standby takes over when it stops or dies (see
+  ``agent-factory serve --help`` and :mod:`agent_factory.serve`);
 - ``status``: queue counters and workers of a database;
 - ``worker``: run the worker runtime (:class:`agent_factory.Worker`) with a
   handler given as ``module:function``; every option falls back to the worker
@@ -67,6 +75,7 @@ class DemoResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "mode": "in_process",
             "messages": self.messages,
             "conversations": self.conversations,
             "workers": self.workers,
@@ -176,9 +185,19 @@ def run_demo(
     )
 
 
+#: Defaults of ``demo`` (pool mode) and ``demo --in-process``: messages, conversations, workers.
+_DEMO_SIZES = {"pool": (400, 20, 8), "in_process": (5000, 300, 4)}
+
+
 def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    messages, conversations, workers = _DEMO_SIZES["in_process" if args.in_process else "pool"]
+    args.messages = messages if args.messages is None else args.messages
+    args.conversations = conversations if args.conversations is None else args.conversations
+    args.workers = workers if args.workers is None else args.workers
     if args.messages < 1 or args.conversations < 1 or args.workers < 1:
         raise ValidationError("--messages, --conversations and --workers must be positive")
+    if not args.in_process:
+        return _cmd_pool_demo(args, console)
     with tempfile.TemporaryDirectory(prefix="agent-factory-demo-") as tmp:
         path = args.db or os.path.join(tmp, "demo.db")
         factory = Factory(path, durable=args.durable)
@@ -218,6 +237,113 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
         table.add_row("messages per worker", ", ".join(f"{k}={v}" for k, v in report["per_worker"].items()))
         console.print(table)
         console.print("[green]OK[/]: every message done once, each conversation in order" if result.ok else "[red]FAILED[/]")
+    return EXIT_OK if result.ok else EXIT_CHECK_FAILED
+
+
+def _pool_demo_table(report: dict[str, Any]) -> Table:
+    """The human report of the pool demo."""
+    from .demo import summarize_per_worker
+
+    table = Table(title="demo report", show_header=False)
+    rows = [
+        ("messages done", f"{report['done']} of {report['messages']} ({report['dead_letter']} dead-lettered)"),
+        ("order verified", str(report["order_verified"])),
+        ("duplicates / retried", f"{report['duplicates']} / {report['retried']}"),
+        ("workers spawned", str(report["workers_spawned"])),
+        ("workers stopped", f"{report['workers_stopped']}" + (
+            " (" + ", ".join(f"{k} {v}" for k, v in report["stop_reasons"].items()) + ")" if report["stop_reasons"] else ""
+        )),
+        ("workers left running", str(report["workers_left_running"])),
+        ("snapshots taken", f"{report['snapshots_taken']} ({report['snapshots_failed']} failed, "
+         f"{report['snapshots_missing']} missing)"),
+        ("restores verified", f"{report['restores_verified']} of {report['restores_expected']}"),
+        ("enqueue per second", str(report["enqueue_per_second"])),
+        ("drain per second", f"{report['drain_per_second']} (incl. worker start-up)"),
+        ("claim to complete p50 ms", str(report["claim_to_complete_p50_ms"])),
+        ("claim to complete p99 ms", str(report["claim_to_complete_p99_ms"])),
+        ("messages per worker", summarize_per_worker(report["per_worker"])),
+        ("total seconds", str(report["total_seconds"])),
+    ]
+    if report["pool_errors"]:
+        rows.append(("pool errors (retried)", "; ".join(report["pool_errors"])))
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def _cmd_pool_demo(args: argparse.Namespace, console: Console) -> int:
+    """``agent-factory demo``: the pool with local worker processes (see :mod:`agent_factory.demo`)."""
+    import signal
+
+    from .demo import DemoProgress, PoolDemo
+
+    if args.waves < 1 or args.idle_timeout_ms < 1 or args.timeout <= 0:
+        raise ValidationError("--waves, --idle-timeout-ms and --timeout must be positive")
+    if args.db and os.path.exists(args.db):
+        raise ValidationError(f"{args.db} exists; the demo needs a fresh database")
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # stop like Ctrl-C: drain and tear down every worker
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        with tempfile.TemporaryDirectory(prefix="agent-factory-demo-") as tmp:
+            path = args.db or os.path.join(tmp, "demo.db")
+            factory = Factory(path, durable=args.durable)
+            options = dict(
+                messages=args.messages, conversations=args.conversations, workers=args.workers,
+                waves=args.waves, idle_timeout_ms=args.idle_timeout_ms, timeout_s=args.timeout,
+            )
+            if args.json:
+                result = PoolDemo(factory, **options).run()
+            else:
+                console.print(
+                    f"[bold]agent-factory demo[/]: {args.messages} messages over {args.conversations} conversations "
+                    f"in {args.waves} wave(s); the pool runs at most {args.workers} local worker processes "
+                    f"(idle timeout {args.idle_timeout_ms} ms); database {path}"
+                )
+                with Progress(
+                    TextColumn("[progress.description]{task.description}"),
+                    BarColumn(bar_width=24),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=console,
+                    transient=False,
+                ) as progress:
+                    task = progress.add_task("starting", total=args.messages)
+
+                    def show(p: DemoProgress) -> None:
+                        stage = "stopping" if p.stopping else f"wave {p.wave}/{p.waves}"
+                        progress.update(
+                            task,
+                            completed=p.done,
+                            description=f"{stage} · workers {p.running} up {p.stopped} stopped · {p.snapshots} snapshots",
+                        )
+
+                    result = PoolDemo(factory, on_progress=show, **options).run()
+    except KeyboardInterrupt:  # while checking: every worker has stopped already
+        print("agent-factory demo: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    report = result.to_dict()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        console.print(_pool_demo_table(report))
+        if result.interrupted and not report["workers_left_running"]:
+            console.print("[yellow]interrupted[/]: every worker was drained and stopped")
+        elif result.interrupted:
+            console.print("[red]interrupted[/]: " + "; ".join(result.problems))
+        elif result.ok:
+            console.print(
+                "[green]OK[/]: every message handled once and in order, every worker snapshotted and stopped, "
+                "snapshots restored by the next workers"
+            )
+        else:
+            console.print("[red]FAILED[/]: " + "; ".join(result.problems))
+    if result.interrupted:
+        return 130
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
 
@@ -330,6 +456,40 @@ def _cmd_worker(args: argparse.Namespace, console: Console) -> int:
     return result.exit_code
 
 
+def _cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    from .errors import NotFoundError
+    from .serve import ServeOptions, serve
+
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    options = ServeOptions(
+        db=getattr(args, "db", None) or "",
+        provider=args.provider,
+        handler=args.handler or _env("AGENT_FACTORY_HANDLER"),
+        tick_ms=args.tick_ms,
+        max_ticks=args.max_ticks,
+        json_lines=bool(getattr(args, "json", False)),
+        holder=args.holder,
+        lease_ttl_ms=args.lease_ttl_ms,
+        workspace_id=args.workspace_id,
+        max_workers=args.max_workers,
+        idle_timeout_ms=args.idle_timeout_ms,
+        reconcile_interval_ms=args.reconcile_interval_ms,
+        fly_app=args.fly_app,
+        fly_base_url=args.fly_base_url or _env("AGENT_FACTORY_FLY_BASE_URL"),
+        fly_api_token=_env("FLY_API_TOKEN"),
+    )
+    try:
+        serve(options)
+    except NotFoundError as e:  # e.g. no Fly token or app configured: a usage problem
+        print(f"agent-factory serve: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agent-factory", description="Control plane for fleets of chat agents.")
     parser.add_argument("--db", default=os.environ.get("AGENT_FACTORY_DB"), help="database path (env AGENT_FACTORY_DB)")
@@ -339,10 +499,27 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--db", default=argparse.SUPPRESS, help="database path (env AGENT_FACTORY_DB)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", parents=[common], help="run the queue end to end on a temporary database and report")
-    demo.add_argument("--messages", type=int, default=5000)
-    demo.add_argument("--conversations", type=int, default=300)
-    demo.add_argument("--workers", type=int, default=4)
+    demo = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="run the whole system on one machine (or --in-process: the queue benchmark) and report",
+        description=(
+            "By default: a temporary database, a demo agent and messages over many conversations sent in "
+            "waves; the pool spawns local worker processes (one per active conversation, at most --workers), "
+            "idle workers drain, upload a final snapshot and stop, and the next wave's workers restore those "
+            "snapshots. The report checks that every message was handled once and in order (from the final "
+            "snapshots), that every worker left a snapshot and that no worker is left running. "
+            "--in-process instead drains the queue with pooled worker threads in this process (a benchmark). "
+            "Exit codes: 0 all checks passed, 1 a check failed, 2 bad usage, 130 interrupted."
+        ),
+    )
+    demo.add_argument("--in-process", action="store_true", help="the queue benchmark: pooled worker threads in this process")
+    demo.add_argument("--messages", type=int, help="messages to send (default 400; 5000 with --in-process)")
+    demo.add_argument("--conversations", type=int, help="conversations they go to (default 20; 300 with --in-process)")
+    demo.add_argument("--workers", type=int, help="most worker processes at once (default 8; threads with --in-process: 4)")
+    demo.add_argument("--waves", type=int, default=2, help="send the messages in this many waves, each after the pool stopped (default 2)")
+    demo.add_argument("--idle-timeout-ms", type=int, default=5000, help="an idle worker drains after this long (default 5000)")
+    demo.add_argument("--timeout", type=float, default=180.0, help="give up (and fail) after this many seconds (default 180)")
     demo.add_argument("--durable", action="store_true", help="fsync every commit (synchronous=FULL)")
     demo.set_defaults(run=_cmd_demo)
     status = sub.add_parser("status", parents=[common], help="queue counters, workers and dead letters")
@@ -372,6 +549,39 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--no-restore", action="store_true", help="do not restore the pinned conversation's snapshot on start")
     worker.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     worker.set_defaults(run=_cmd_worker)
+    serve = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="run the pool control loop: reconcile, idle shutdown, lease recovery, snapshot expiry",
+        description=(
+            "Run the pool control loop until SIGINT or SIGTERM (or --max-ticks), then release its database "
+            "lease and exit 0. Every tick recovers expired job leases; a reconcile runs at start, every "
+            "scaling reconcile interval and as soon as queued conversations need workers; idle workers are "
+            "drained, snapshotted and torn down when due; expired snapshots are swept every minute. Any "
+            "number of serve processes may share one database: only the holder of the 'pool.control' lease "
+            "acts, a standby takes over when it stops (at once) or dies (after --lease-ttl-ms). Output: one "
+            "JSON line per tick that did something with --json, log lines on stderr otherwise. Exit codes: "
+            "0 stopped, 1 failed, 2 bad usage."
+        ),
+    )
+    serve.add_argument("--provider", choices=["local", "fly", "stored"], default="local",
+                       help="local worker processes (default), Fly Machines, or the kind of the stored provider config")
+    serve.add_argument("--handler", help="local workers' handler as module:function (env AGENT_FACTORY_HANDLER; "
+                       "default agent_factory.worker:echo_handler)")
+    serve.add_argument("--tick-ms", type=int, default=500, help="longest pause between ticks (default 500)")
+    serve.add_argument("--max-ticks", type=int, help="stop after this many ticks")
+    serve.add_argument("--holder", help="lease holder id, also sent as Fly User-Agent (default hostname:pid:random)")
+    serve.add_argument("--lease-ttl-ms", type=int, default=30_000,
+                       help="control lease time: a crashed loop is replaced after this long (default 30000)")
+    serve.add_argument("--workspace-id", default="default", help="workspace passed to spawned workers")
+    serve.add_argument("--max-workers", type=int, help="scaling: most live workers (default from the config)")
+    serve.add_argument("--idle-timeout-ms", type=int, help="scaling: idle time before a worker drains")
+    serve.add_argument("--reconcile-interval-ms", type=int, help="scaling: time between periodic reconciles")
+    serve.add_argument("--fly-app", help="Fly app (default: the stored provider config's)")
+    serve.add_argument("--fly-base-url", help="Machines API base URL (env AGENT_FACTORY_FLY_BASE_URL); the "
+                       "API token is FLY_API_TOKEN or the active fly.apiToken secret")
+    serve.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+    serve.set_defaults(run=_cmd_serve)
     return parser
 
 

@@ -179,6 +179,9 @@ class FlyProvider:
     defaults to the active ``fly.apiToken`` secret. ``timeout_ms`` bounds each
     request; ``max_retries`` / ``backoff_ms`` / ``max_backoff_ms`` shape the retries
     of 429/5xx/timeouts. ``env`` is added to every machine's environment.
+    ``user_agent`` is the ``User-Agent`` of the API calls (default
+    ``agent-factory/<version>``; a control loop sends
+    ``agent-factory/<version> (<holder id>)`` unless one is set here).
     """
 
     app_name: str | None = None
@@ -198,6 +201,7 @@ class FlyProvider:
     cpus: int | None = None
     memory_mb: int | None = None
     env: Mapping[str, str] | None = None
+    user_agent: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (``None`` means "from the stored config")."""

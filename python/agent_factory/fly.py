@@ -32,7 +32,8 @@ class FlyMachines:
     ``timeout_ms`` bounds each HTTP request; a call makes at most
     ``1 + max_retries`` attempts, waiting ``backoff_ms`` doubling up to
     ``max_backoff_ms`` (with jitter) or the server's ``Retry-After`` capped at
-    ``retry_after_cap_ms``.
+    ``retry_after_cap_ms``. ``user_agent`` replaces the default ``User-Agent``
+    (``agent-factory/<version>``).
     """
 
     __slots__ = ("_native",)
@@ -48,6 +49,7 @@ class FlyMachines:
         backoff_ms: int = 250,
         max_backoff_ms: int = 10_000,
         retry_after_cap_ms: int = 30_000,
+        user_agent: str | None = None,
     ) -> None:
         self._native = NativeFlyMachines(
             app_name,
@@ -58,6 +60,7 @@ class FlyMachines:
             backoff_ms,
             max_backoff_ms,
             retry_after_cap_ms,
+            user_agent,
         )
 
     @property

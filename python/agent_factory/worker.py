@@ -58,6 +58,7 @@ from typing import Any, Awaitable, Callable, Literal, Mapping, Union
 from ._async_api import AsyncFactory, AsyncQueueApi, AsyncSnapshotsApi, AsyncWorkerHandle, AsyncWorkersApi
 from ._sync_api import Factory, QueueApi, SnapshotsApi, WorkerHandle, WorkersApi
 from ._types import Claim, Heartbeats, HistoryEntry, HydrationBundle, RestoredSnapshot, Snapshot
+from .config import Config, ScalingPolicy
 from .errors import AgentFactoryError, ConflictError, StorageError, ValidationError
 
 __all__ = [
@@ -315,7 +316,9 @@ class Worker:
     pre-assignment); ``agent_key`` names its agent (otherwise taken from the
     worker's assignment, its claims or the conversation). ``max_jobs`` stops after
     that many handled messages; ``idle_timeout_ms`` stops after that long without a
-    claim. Polling backs off from ``poll_min_ms`` to ``poll_max_ms`` while idle.
+    claim (and, when the worker opens the database itself, is the idle timeout its
+    completions record for the pool's idle shutdown). Polling backs off from
+    ``poll_min_ms`` to ``poll_max_ms`` while idle.
     ``heartbeat_interval_ms`` defaults to ``Config.lease.heartbeat_interval_ms``
     capped at a third of the lease.
     """
@@ -346,12 +349,6 @@ class Worker:
         self._async_handler = inspect.iscoroutinefunction(self.handler) or inspect.iscoroutinefunction(
             getattr(self.handler, "__call__", None)
         )
-        if isinstance(factory, (Factory, AsyncFactory)):
-            self.factory: Factory | AsyncFactory = factory
-        elif isinstance(factory, (str, os.PathLike)):
-            self.factory = AsyncFactory(factory) if self._async_handler else Factory(factory)
-        else:
-            raise TypeError(f"factory must be a Factory, an AsyncFactory or a path, got {type(factory).__name__}")
         for name, value in (
             ("max_jobs", max_jobs),
             ("idle_timeout_ms", idle_timeout_ms),
@@ -359,6 +356,16 @@ class Worker:
         ):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValidationError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(factory, (Factory, AsyncFactory)):
+            self.factory: Factory | AsyncFactory = factory
+        elif isinstance(factory, (str, os.PathLike)):
+            # The idle shutdown time recorded when a job ends (last claim + idle timeout)
+            # comes from the factory's scaling policy: use the worker's idle timeout (the
+            # pool's, via WORKER_IDLE_TIMEOUT_MS) rather than the 30-minute default.
+            config = None if idle_timeout_ms is None else Config(scaling=ScalingPolicy(idle_timeout_ms=idle_timeout_ms))
+            self.factory = (AsyncFactory if self._async_handler else Factory)(factory, config=config)
+        else:
+            raise TypeError(f"factory must be a Factory, an AsyncFactory or a path, got {type(factory).__name__}")
         for name, value in (("poll_min_ms", poll_min_ms), ("poll_max_ms", poll_max_ms), ("control_interval_ms", control_interval_ms)):
             if not isinstance(value, int) or value < 1:
                 raise ValidationError(f"{name} must be a positive integer, got {value!r}")

@@ -4,7 +4,8 @@
 //! and the workers themselves may have changed them); the machine listing is
 //! read once, before any decision, and a failed listing ends the cycle before
 //! anything is decided from it; before every provider-heavy step the cycle
-//! checks that it still holds the lock.
+//! checks that it still holds the lock, and that the caller's fence (the
+//! control loop's lease, when a loop runs the cycle) still admits it.
 
 use std::collections::BTreeSet;
 
@@ -32,6 +33,18 @@ pub(super) struct CycleInput<'a> {
     pub now: i64,
     /// Reconcile (lease recovery and spawning) rather than an idle check.
     pub spawn: bool,
+    /// Checked with the lock before the cycle starts and before every
+    /// provider-heavy step; an error stops the cycle there.
+    pub fence: Option<&'a dyn Fn() -> Result<()>>,
+}
+
+/// The cycle may go on: it still holds the lock and the caller's fence admits it.
+fn ensure_admitted(lock: &CycleLock, fence: Option<&dyn Fn() -> Result<()>>) -> Result<()> {
+    lock.ensure_held()?;
+    match fence {
+        Some(check) => check(),
+        None => Ok(()),
+    }
 }
 
 /// Listed machines that no running row knows by id or name.
@@ -51,7 +64,20 @@ fn load(f: &Factory, app: &str) -> Result<Vec<Worker>> {
     f.store.read(|tx| rows::running_in_scope(tx, app))
 }
 
+/// One cycle; a spawn failure (the rest of the cycle ran) is the error.
 pub(super) fn run(f: &Factory, input: CycleInput<'_>) -> Result<PoolReport> {
+    match run_collecting(f, input)? {
+        (report, None) => Ok(report),
+        (_, Some(spawn_error)) => Err(spawn_error),
+    }
+}
+
+/// One cycle; the report comes back together with the spawn failure, if any
+/// (other errors end the cycle and are returned as the error).
+pub(super) fn run_collecting(
+    f: &Factory,
+    input: CycleInput<'_>,
+) -> Result<(PoolReport, Option<Error>)> {
     let CycleInput {
         provider,
         settings,
@@ -59,9 +85,11 @@ pub(super) fn run(f: &Factory, input: CycleInput<'_>) -> Result<PoolReport> {
         workspace_id,
         now,
         spawn,
+        fence,
     } = input;
     policy.validate()?;
     let lock = CycleLock::acquire(&f.store, LOCK_WAIT)?;
+    ensure_admitted(&lock, fence)?;
     let stale = f.config().lease.stale_after_ms;
     let app = provider.app_name().to_string();
     let mut report = PoolReport::default();
@@ -115,7 +143,7 @@ pub(super) fn run(f: &Factory, input: CycleInput<'_>) -> Result<PoolReport> {
                     let mut taken: BTreeSet<String> =
                         machines.iter().map(|m| m.name.clone()).collect();
                     for (index, (agent_key, conversation_id)) in plan.targets.iter().enumerate() {
-                        lock.ensure_held()?;
+                        ensure_admitted(&lock, fence)?;
                         match spawn_one(&ctx, index, &mut taken, agent_key, conversation_id)? {
                             Ok(id) => report.spawned_worker_ids.push(id),
                             Err(failure) => {
@@ -189,7 +217,7 @@ pub(super) fn run(f: &Factory, input: CycleInput<'_>) -> Result<PoolReport> {
     report.checked += stopping.len() as i64;
     let mut teardown = Teardown::new(f, provider, &machines, &settings.volume_name, &rows_now);
     for w in stopping {
-        lock.ensure_held()?;
+        ensure_admitted(&lock, fence)?;
         match teardown.run(w)? {
             TeardownResult::Done => report.torn_down_worker_ids.push(w.worker_id.clone()),
             TeardownResult::Pending(msg) => {
@@ -220,15 +248,16 @@ pub(super) fn run(f: &Factory, input: CycleInput<'_>) -> Result<PoolReport> {
     report.terminated = report.drained_worker_ids.len() as i64;
     report.torn_down = report.torn_down_worker_ids.len() as i64;
     drop(lock);
-    match spawn_errors.len() {
-        0 => Ok(report),
-        1 => Err(spawn_errors.remove(0)),
-        _ => Err(Error::Provider(
+    let spawn_error = match spawn_errors.len() {
+        0 => None,
+        1 => Some(spawn_errors.remove(0)),
+        _ => Some(Error::Provider(
             spawn_errors
                 .iter()
                 .map(Error::to_string)
                 .collect::<Vec<_>>()
                 .join("; "),
         )),
-    }
+    };
+    Ok((report, spawn_error))
 }

@@ -2,82 +2,53 @@
 //!
 //! The original let reconciles overlap (every enqueue, claim and reconcile
 //! scheduled another), which duplicated provider calls and could spawn twice.
-//! Here `reconcile` and `check_idle_shutdowns` hold a lock row
-//! (`runtime_config` key `pool.cycle_lock`) for their whole run.
+//! Here `reconcile` and `check_idle_shutdowns` hold the named lease
+//! [`LOCK_NAME`] ([`crate::leases`]) for their whole run.
 //!
 //! Invariants:
-//! - the lock is taken and released in short write transactions; it is never
-//!   held as a SQLite transaction across provider calls;
+//! - the lease is taken, refreshed and released in short write transactions;
+//!   it is never held as a SQLite transaction across provider calls;
 //! - expiry uses the wall clock (a test's manual clock does not move by
 //!   itself): `LOCK_TTL_MS` after the last refresh. While a cycle runs, a
-//!   background thread refreshes the lock every third of the TTL, so a slow
+//!   background thread refreshes the lease every third of the TTL, so a slow
 //!   cycle (provider timeouts and retries) keeps it and a crashed holder loses
-//!   it within one TTL; a cycle that finds its lock taken over stops at its next
-//!   step ([`CycleLock::ensure_held`]);
-//! - release deletes the row only if this holder still owns it.
+//!   it within one TTL; a cycle that finds its lease taken over — another
+//!   holder has it, or its own tenure lapsed (new fencing token) — stops at its
+//!   next step ([`CycleLock::ensure_held`]);
+//! - release gives the lease up only if this holder still owns the tenure it
+//!   took (holder and token), so it never frees a successor's lease.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, OptionalExtension};
-use serde::{Deserialize, Serialize};
-
 use crate::clock::system_now_ms;
 use crate::error::{Error, Result};
+use crate::leases::{self, LeaseGrant};
 use crate::store::Store;
 
-/// Key of the lock row in `runtime_config`.
-pub const LOCK_KEY: &str = "pool.cycle_lock";
-/// How long a lock lives without a refresh.
+/// Name of the cycle lease in the `leases` table.
+pub const LOCK_NAME: &str = "pool.cycle";
+/// How long the lease lives without a refresh.
 pub const LOCK_TTL_MS: i64 = 60_000;
 /// How long a cycle waits for another to finish before giving up.
 pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(25);
 
-#[derive(Debug, Serialize, Deserialize)]
-struct LockValue {
-    holder: String,
-    expires_at_ms: i64,
-}
-
-/// A held cycle lock, kept fresh by a background thread; released on drop.
+/// A held cycle lease, kept fresh by a background thread; released on drop.
 #[derive(Debug)]
 pub struct CycleLock {
     store: Arc<Store>,
-    holder: String,
+    grant: LeaseGrant,
     lost: Arc<AtomicBool>,
     stop: Arc<(Mutex<bool>, Condvar)>,
     refresher: Option<JoinHandle<()>>,
 }
 
-fn try_take(store: &Store, holder: &str) -> Result<Option<LockValue>> {
-    store.write(|tx| {
-        let now = system_now_ms();
-        let current: Option<String> = tx
-            .prepare_cached("SELECT value FROM runtime_config WHERE key = ?1")?
-            .query_row([LOCK_KEY], |r| r.get(0))
-            .optional()?;
-        if let Some(text) = current {
-            // An unreadable row is treated as expired: it cannot name a live holder.
-            if let Ok(v) = serde_json::from_str::<LockValue>(&text) {
-                if v.holder != holder && v.expires_at_ms > now {
-                    return Ok(Some(v));
-                }
-            }
-        }
-        let value = serde_json::to_string(&LockValue {
-            holder: holder.to_string(),
-            expires_at_ms: now + LOCK_TTL_MS,
-        })?;
-        tx.prepare_cached(
-            "INSERT INTO runtime_config(key, value, updated_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )?
-        .execute(params![LOCK_KEY, value, now])?;
-        Ok(None)
-    })
+/// Take or renew the cycle lease for `holder` at the wall clock's now.
+fn try_take(store: &Store, holder: &str) -> Result<Option<LeaseGrant>> {
+    store.write(|tx| leases::acquire_in(tx, LOCK_NAME, holder, LOCK_TTL_MS, system_now_ms()))
 }
 
 impl CycleLock {
@@ -92,43 +63,45 @@ impl CycleLock {
         wait: Duration,
         period: Duration,
     ) -> Result<CycleLock> {
-        let holder = format!(
-            "pid-{}-{}",
-            std::process::id(),
-            uuid::Uuid::now_v7().simple()
-        );
+        let holder = leases::holder_id();
         let deadline = Instant::now() + wait;
-        loop {
-            match try_take(store, &holder)? {
-                None => break,
-                Some(other) if Instant::now() >= deadline => {
-                    return Err(Error::conflict(format!(
-                        "another pool cycle is running (holder {}, lock expires in {} ms); try again later",
-                        other.holder,
-                        (other.expires_at_ms - system_now_ms()).max(0)
-                    )))
-                }
-                Some(_) => std::thread::sleep(POLL),
+        let grant = loop {
+            if let Some(grant) = try_take(store, &holder)? {
+                break grant;
             }
-        }
+            if Instant::now() >= deadline {
+                let current = store.read(|tx| leases::get_in(tx, LOCK_NAME))?;
+                let (other, left) = current.map_or_else(
+                    || ("unknown".to_string(), 0),
+                    |g| (g.holder, (g.expires_at - system_now_ms()).max(0)),
+                );
+                return Err(Error::conflict(format!(
+                    "another pool cycle is running (holder {other}, lock expires in {left} ms); try again later"
+                )));
+            }
+            std::thread::sleep(POLL);
+        };
         let lost = Arc::new(AtomicBool::new(false));
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let refresher = {
-            let (store, holder, lost, stop) =
-                (store.clone(), holder.clone(), lost.clone(), stop.clone());
+            let (store, grant, lost, stop) =
+                (store.clone(), grant.clone(), lost.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("agent-factory-pool-lock".into())
-                .spawn(move || refresh_until_stopped(&store, &holder, &lost, &stop, period))
-                .map_err(|e| Error::storage(format!("cannot start the pool lock refresher: {e}")))
+                .spawn(move || refresh_until_stopped(&store, &grant, &lost, &stop, period))
         };
         let mut lock = CycleLock {
             store: store.clone(),
-            holder,
+            grant,
             lost,
             stop,
             refresher: None,
         };
-        lock.refresher = Some(refresher?);
+        // On failure `lock` is dropped here, which releases the lease just taken.
+        lock.refresher =
+            Some(refresher.map_err(|e| {
+                Error::storage(format!("cannot start the pool lock refresher: {e}"))
+            })?);
         Ok(lock)
     }
 
@@ -145,7 +118,7 @@ impl CycleLock {
 
 fn refresh_until_stopped(
     store: &Store,
-    holder: &str,
+    grant: &LeaseGrant,
     lost: &AtomicBool,
     stop: &(Mutex<bool>, Condvar),
     period: Duration,
@@ -166,9 +139,22 @@ fn refresh_until_stopped(
         }
         drop(stopped);
         // A failed refresh (storage trouble) is retried next period; a takeover is final.
-        if let Ok(Some(_)) = try_take(store, holder) {
-            lost.store(true, Ordering::SeqCst);
-            return;
+        match try_take(store, &grant.holder) {
+            Ok(Some(renewed)) if renewed.token == grant.token => {}
+            Ok(Some(lapsed)) => {
+                // The tenure lapsed and this refresh started a new one: another
+                // cycle may have run in between, so this one must stop. The new
+                // tenure is not this cycle's to keep.
+                lost.store(true, Ordering::SeqCst);
+                let _ = store
+                    .write(|tx| leases::release_in(tx, LOCK_NAME, &lapsed.holder, lapsed.token));
+                return;
+            }
+            Ok(None) => {
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(_) => {}
         }
         stopped = flag.lock().unwrap_or_else(|e| e.into_inner());
     }
@@ -184,20 +170,11 @@ impl Drop for CycleLock {
         if let Some(t) = self.refresher.take() {
             let _ = t.join();
         }
-        let holder = self.holder.clone();
-        let _ = self.store.write(|tx| {
-            let text: Option<String> = tx
-                .prepare_cached("SELECT value FROM runtime_config WHERE key = ?1")?
-                .query_row([LOCK_KEY], |r| r.get(0))
-                .optional()?;
-            let mine = text
-                .and_then(|t| serde_json::from_str::<LockValue>(&t).ok())
-                .is_some_and(|v| v.holder == holder);
-            if mine {
-                tx.execute("DELETE FROM runtime_config WHERE key = ?1", [LOCK_KEY])?;
-            }
-            Ok(())
-        });
+        let (holder, token) = (&self.grant.holder, self.grant.token);
+        // Best effort: a lease that cannot be released lapses within its TTL.
+        let _ = self
+            .store
+            .write(|tx| leases::release_in(tx, LOCK_NAME, holder, token));
     }
 }
 
@@ -205,6 +182,11 @@ impl Drop for CycleLock {
 mod tests {
     use super::*;
     use crate::store::StoreOptions;
+    use rusqlite::params;
+
+    fn lease(store: &Store) -> Option<LeaseGrant> {
+        store.read(|tx| leases::get_in(tx, LOCK_NAME)).unwrap()
+    }
 
     #[test]
     fn one_holder_at_a_time_and_release_on_drop() {
@@ -213,23 +195,36 @@ mod tests {
         let err = CycleLock::acquire(&store, Duration::from_millis(60)).unwrap_err();
         assert!(matches!(err, Error::Conflict(m) if m.contains("another pool cycle")));
         first.ensure_held().unwrap();
+        let first_token = first.grant.token;
         drop(first);
+        let released = lease(&store).unwrap();
+        assert!(released.expires_at <= system_now_ms(), "released at once");
         let second = CycleLock::acquire(&store, Duration::ZERO).unwrap();
+        assert_eq!(second.grant.token, first_token + 1, "a new tenure");
         drop(second);
-        let rows: i64 = store
-            .read(|tx| {
-                Ok(tx.query_row(
-                    "SELECT count(*) FROM runtime_config WHERE key = ?1",
-                    [LOCK_KEY],
-                    |r| r.get(0),
-                )?)
-            })
-            .unwrap();
-        assert_eq!(rows, 0);
     }
 
     #[test]
-    fn a_takeover_is_noticed_and_the_new_holder_keeps_the_row() {
+    fn a_live_holder_refreshes_its_lease() {
+        let store = Store::open(":memory:", &StoreOptions::default()).unwrap();
+        let lock = CycleLock::acquire_refreshing(&store, Duration::ZERO, Duration::from_millis(5))
+            .unwrap();
+        let before = lease(&store).unwrap().expires_at;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while lease(&store).unwrap().expires_at == before {
+            assert!(Instant::now() < deadline, "never refreshed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let now = lease(&store).unwrap();
+        assert_eq!(
+            (now.holder.as_str(), now.token),
+            (lock.grant.holder.as_str(), lock.grant.token)
+        );
+        lock.ensure_held().unwrap();
+    }
+
+    #[test]
+    fn a_takeover_is_noticed_and_the_new_holder_keeps_the_lease() {
         let store = Store::open(":memory:", &StoreOptions::default()).unwrap();
         let lock = CycleLock::acquire_refreshing(&store, Duration::ZERO, Duration::from_millis(10))
             .unwrap();
@@ -237,11 +232,8 @@ mod tests {
         store
             .write(|tx| {
                 tx.execute(
-                    "UPDATE runtime_config SET value = ?2 WHERE key = ?1",
-                    params![
-                        LOCK_KEY,
-                        format!(r#"{{"holder":"other","expires_at_ms":{far}}}"#)
-                    ],
+                    "UPDATE leases SET holder = 'other', token = token + 1, expires_at = ?2 WHERE name = ?1",
+                    params![LOCK_NAME, far],
                 )?;
                 Ok(())
             })
@@ -252,16 +244,8 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         drop(lock);
-        let holder: String = store
-            .read(|tx| {
-                Ok(tx.query_row(
-                    "SELECT value FROM runtime_config WHERE key = ?1",
-                    [LOCK_KEY],
-                    |r| r.get(0),
-                )?)
-            })
-            .unwrap();
-        assert!(holder.contains("other"));
+        let now = lease(&store).unwrap();
+        assert_eq!((now.holder.as_str(), now.expires_at), ("other", far));
     }
 
     #[test]
@@ -270,13 +254,15 @@ mod tests {
         store
             .write(|tx| {
                 tx.execute(
-                    "INSERT INTO runtime_config(key, value, updated_at) VALUES (?1, ?2, 0)",
-                    params![LOCK_KEY, r#"{"holder":"dead","expires_at_ms":1}"#],
+                    "INSERT INTO leases(name, holder, token, acquired_at, renewed_at, expires_at)
+                     VALUES (?1, 'dead', 7, 0, 0, 1)",
+                    [LOCK_NAME],
                 )?;
                 Ok(())
             })
             .unwrap();
         let lock = CycleLock::acquire(&store, Duration::ZERO).unwrap();
-        drop(lock);
+        assert_eq!(lock.grant.token, 8);
+        lock.ensure_held().unwrap();
     }
 }

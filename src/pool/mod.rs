@@ -6,8 +6,10 @@
 //! spawning (reconcile only), idle drain, drain progress, teardown.
 //!
 //! Invariants (fixing the original's weaknesses, spec §10):
-//! - cycles never overlap: a lock row admits one cycle per database at a time
-//!   across threads and processes ([`lock`]);
+//! - cycles never overlap: a named lease (`pool.cycle`) admits one cycle per
+//!   database at a time across threads and processes ([`lock`]);
+//! - at most one control loop acts per database: the loop's steps run only
+//!   while it holds the `pool.control` lease ([`control`]);
 //! - database writes are short transactions and never span a provider call,
 //!   so the write lock is never held during HTTP or process management;
 //! - `max_workers` bounds the live workers, not only the desired ones, and the
@@ -19,6 +21,7 @@
 //!   snapshot is `ready`, or until the bounded drain timeout says it never
 //!   will be (recorded as stop reason `drain_timeout`).
 
+pub mod control;
 mod cycle;
 pub mod env;
 pub mod idle;
@@ -48,6 +51,7 @@ use crate::queue::ReleaseOutcome;
 use crate::settings::ProviderConfig;
 use crate::workers::Worker;
 
+pub use control::{ControlLoop, ControlOptions, TickReport};
 pub use naming::dedicated_volume_name;
 pub use select::{FlyOptions, LocalOptions, ProviderChoice};
 
@@ -234,6 +238,7 @@ impl Factory {
                 workspace_id: workspace,
                 now,
                 spawn: true,
+                fence: None,
             },
         )
     }
@@ -258,6 +263,7 @@ impl Factory {
                 workspace_id: DEFAULT_WORKSPACE_ID,
                 now,
                 spawn: false,
+                fence: None,
             },
         )
     }

@@ -64,6 +64,8 @@ pub struct FlyOptions {
     pub guest: Option<Guest>,
     /// Extra environment for every machine.
     pub env: BTreeMap<String, String>,
+    /// `User-Agent` of the API calls (default `agent-factory/<version>`).
+    pub user_agent: Option<String>,
 }
 
 impl std::fmt::Debug for FlyOptions {
@@ -74,6 +76,7 @@ impl std::fmt::Debug for FlyOptions {
             .field("region", &self.region)
             .field("api_token", &self.api_token.as_ref().map(|_| "[redacted]"))
             .field("base_url", &self.base_url)
+            .field("user_agent", &self.user_agent)
             .finish_non_exhaustive()
     }
 }
@@ -185,6 +188,7 @@ impl Factory {
                 max_delay: millis("fly.max_backoff_ms", o.max_backoff_ms, 10_000, 0)?,
                 ..RetryPolicy::default()
             },
+            user_agent: o.user_agent.clone(),
         };
         FlyMachines::new(config).map_err(Error::from)
     }

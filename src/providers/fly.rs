@@ -63,6 +63,9 @@ pub struct FlyConfig {
     pub timeout: Duration,
     /// Retries and backoff.
     pub retry: RetryPolicy,
+    /// `User-Agent` of every request (default `agent-factory/<version>`); the
+    /// control loop puts its holder id here so calls can be attributed to it.
+    pub user_agent: Option<String>,
 }
 
 impl FlyConfig {
@@ -74,6 +77,7 @@ impl FlyConfig {
             base_url: DEFAULT_FLY_BASE_URL.into(),
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            user_agent: None,
         }
     }
 }
@@ -86,6 +90,7 @@ impl std::fmt::Debug for FlyConfig {
             .field("base_url", &self.base_url)
             .field("timeout", &self.timeout)
             .field("retry", &self.retry)
+            .field("user_agent", &self.user_agent)
             .finish()
     }
 }
@@ -161,7 +166,7 @@ impl FlyMachines {
     pub fn new(config: FlyConfig) -> ProviderResult<Self> {
         let app_name = config.app_name.trim().to_string();
         let app_path = format!("/apps/{}", path_segment("Fly app name", &app_name)?);
-        let http = HttpClient::new(
+        let mut http = HttpClient::new(
             HttpOptions {
                 service: "Fly API",
                 base_url: config.base_url,
@@ -170,6 +175,9 @@ impl FlyMachines {
             },
             &config.api_token,
         )?;
+        if let Some(ua) = &config.user_agent {
+            http = http.with_user_agent(ua)?;
+        }
         Ok(FlyMachines {
             app_name,
             app_path,

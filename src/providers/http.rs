@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::blocking::Client;
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
@@ -38,6 +38,12 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
+
+/// `User-Agent` of every request unless the client is given another.
+pub const DEFAULT_USER_AGENT: &str = concat!("agent-factory/", env!("CARGO_PKG_VERSION"));
+
+/// Longest `User-Agent` accepted.
+const MAX_USER_AGENT: usize = 512;
 
 /// Longest answer body quoted in an error message.
 const MAX_QUOTED_BODY: usize = 500;
@@ -117,6 +123,7 @@ pub struct HttpClient {
     bypass_proxy: bool,
     auth: HeaderValue,
     token: String,
+    user_agent: Option<HeaderValue>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -167,7 +174,7 @@ fn build_client(timeout: Duration, https: bool, bypass_proxy: bool) -> ProviderR
         .tls_backend_preconfigured(tls_config(https)?)
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .user_agent(concat!("agent-factory/", env!("CARGO_PKG_VERSION")))
+        .user_agent(DEFAULT_USER_AGENT)
         .redirect(reqwest::redirect::Policy::none());
     if bypass_proxy {
         builder = builder.no_proxy();
@@ -250,7 +257,27 @@ impl HttpClient {
             bypass_proxy,
             auth,
             token: token.to_string(),
+            user_agent: None,
         })
+    }
+
+    /// Send `user_agent` as the `User-Agent` of every request (instead of
+    /// [`DEFAULT_USER_AGENT`]), e.g. to tell which control loop made a call.
+    pub fn with_user_agent(mut self, user_agent: &str) -> ProviderResult<Self> {
+        let value = user_agent.trim();
+        let printable = value.chars().all(|c| (' '..='~').contains(&c));
+        if value.is_empty() || value.len() > MAX_USER_AGENT || !printable {
+            return Err(ProviderError::invalid_input(format!(
+                "user_agent must be 1-{MAX_USER_AGENT} printable ASCII characters, got {user_agent:?}"
+            )));
+        }
+        let header = HeaderValue::from_str(value).map_err(|_| {
+            ProviderError::invalid_input(format!(
+                "user_agent {user_agent:?} is not a valid HTTP header value"
+            ))
+        })?;
+        self.user_agent = Some(header);
+        Ok(self)
     }
 
     /// The reqwest client of this process (rebuilt in a forked child).
@@ -295,6 +322,9 @@ impl HttpClient {
             .request(method.clone(), url)
             .header(AUTHORIZATION, self.auth.clone())
             .header(ACCEPT, "application/json");
+        if let Some(ua) = &self.user_agent {
+            req = req.header(USER_AGENT, ua.clone());
+        }
         if let Some(b) = body {
             req = req
                 .header(CONTENT_TYPE, "application/json")

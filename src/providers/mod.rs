@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::error::{ProviderError, ProviderErrorKind, ProviderResult};
 pub use cleanup::{fly_cleanup, CleanupOptions, CleanupReport};
 pub use fly::{FlyConfig, FlyMachines, DEFAULT_FLY_BASE_URL};
+pub use http::DEFAULT_USER_AGENT;
 pub use local::{LocalProvider, LocalProviderConfig, LOCAL_APP_NAME};
 pub use retry::RetryPolicy;
 

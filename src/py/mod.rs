@@ -2,6 +2,7 @@
 //! exception mapping. No queue or lifecycle logic lives here.
 
 mod clock;
+mod control;
 mod convert;
 mod errors;
 mod factory;
@@ -22,6 +23,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<runtime::NativeHeartbeat>()?;
     m.add_class::<providers::NativeFlyMachines>()?;
+    m.add_class::<control::NativeControlLoop>()?;
     m.add_function(wrap_pyfunction!(default_config, m)?)?;
     m.add_function(wrap_pyfunction!(can_transition, m)?)?;
     m.add_function(wrap_pyfunction!(retry_delay_ms, m)?)?;

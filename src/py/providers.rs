@@ -112,7 +112,7 @@ fn count(name: &str, value: i64, max: i64) -> PyResult<u32> {
 impl NativeFlyMachines {
     #[new]
     #[pyo3(signature = (app_name, api_token, base_url = None, timeout_ms = 30_000, max_retries = 3,
-        backoff_ms = 250, max_backoff_ms = 10_000, retry_after_cap_ms = 30_000))]
+        backoff_ms = 250, max_backoff_ms = 10_000, retry_after_cap_ms = 30_000, user_agent = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -124,6 +124,7 @@ impl NativeFlyMachines {
         backoff_ms: i64,
         max_backoff_ms: i64,
         retry_after_cap_ms: i64,
+        user_agent: Option<String>,
     ) -> PyResult<Self> {
         let config = FlyConfig {
             app_name,
@@ -136,6 +137,7 @@ impl NativeFlyMachines {
                 max_delay: millis("max_backoff_ms", max_backoff_ms, 0)?,
                 retry_after_cap: millis("retry_after_cap_ms", retry_after_cap_ms, 0)?,
             },
+            user_agent,
         };
         let inner = py
             .detach(|| FlyMachines::new(config))

@@ -27,6 +27,7 @@ use serde_json::Value;
 pub use claim::ClaimOptions;
 pub use conversations::HistoryEntry;
 pub use payload::Attachment;
+pub(crate) use recovery::release_expired_in;
 pub use recovery::ReleaseOutcome;
 pub use settle::FailOutcome;
 pub use stats::{ConversationCounts, ConversationView, JobView, QueueStats, DELTA_WINDOW};

@@ -10,7 +10,9 @@ machine, fail with a 412 ``failed_precondition`` like Fly does.
 
 Every request is checked for ``Authorization: Bearer <token>`` (401 otherwise)
 and recorded in :attr:`FakeFly.calls` as ``(method, path, status)`` with the
-path relative to ``/v1``. Faults are injected per request pattern with
+path relative to ``/v1``, the request's ``User-Agent`` (a control loop puts
+its holder id there, so calls can be attributed to the loop that made them)
+and when it arrived and was answered. Faults are injected per request pattern with
 :meth:`FakeFly.fail_next` (any status, body and headers, e.g. a 429 with
 ``Retry-After``, optionally *after* applying the request, as when an answer is
 lost) and :meth:`FakeFly.delay_next` (slow answers that outlast a client's
@@ -68,6 +70,10 @@ class FakeCall:
     body: Any
     #: ``time.monotonic()`` when the request arrived.
     at: float
+    #: The ``User-Agent`` header (``None`` when absent).
+    user_agent: str | None = None
+    #: ``time.monotonic()`` when the answer was ready (after any injected delay).
+    done: float = 0.0
 
 
 @dataclass
@@ -397,7 +403,9 @@ class FakeFly:
 
     # --- request handling ------------------------------------------------
 
-    def _handle(self, method: str, raw_path: str, auth: str | None, raw_body: bytes) -> _Reply:
+    def _handle(
+        self, method: str, raw_path: str, auth: str | None, raw_body: bytes, user_agent: str | None = None
+    ) -> _Reply:
         split = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(split.query).items()}
         body: Any = None
@@ -411,7 +419,7 @@ class FakeFly:
         arrived = time.monotonic()
         status, payload, headers = self._answer(method, path, query, auth, body)
         with self._cond:
-            self._calls.append(FakeCall(method, shown, status, query, body, arrived))
+            self._calls.append(FakeCall(method, shown, status, query, body, arrived, user_agent, time.monotonic()))
         return status, payload, headers
 
     def _answer(self, method: str, path: str | None, query: dict[str, str], auth: str | None, body: Any) -> _Reply:
@@ -577,7 +585,9 @@ def _handler_for(fake: FakeFly) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length > 0 else b""
-            status, payload, headers = fake._handle(self.command, self.path, self.headers.get("Authorization"), raw)
+            status, payload, headers = fake._handle(
+                self.command, self.path, self.headers.get("Authorization"), raw, self.headers.get("User-Agent")
+            )
             if isinstance(payload, str):
                 data, ctype = payload.encode(), "text/plain; charset=utf-8"
             else:
