@@ -38,6 +38,17 @@ pub struct LeaseGrant {
     pub expires_at: i64,
 }
 
+/// A `leases` row read as `name, holder, token, acquired_at, expires_at`.
+fn grant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LeaseGrant> {
+    Ok(LeaseGrant {
+        name: r.get(0)?,
+        holder: r.get(1)?,
+        token: r.get(2)?,
+        acquired_at: r.get(3)?,
+        expires_at: r.get(4)?,
+    })
+}
+
 fn check_args(name: &str, holder: &str) -> Result<()> {
     validate::identifier("lease name", name, 200, false)?;
     validate::text("holder", holder, 200)
@@ -64,15 +75,7 @@ pub(crate) fn acquire_in(
              WHERE leases.holder = excluded.holder OR leases.expires_at <= ?3
              RETURNING name, holder, token, acquired_at, expires_at",
         )?
-        .query_row(params![name, holder, now, ttl_ms], |r| {
-            Ok(LeaseGrant {
-                name: r.get(0)?,
-                holder: r.get(1)?,
-                token: r.get(2)?,
-                acquired_at: r.get(3)?,
-                expires_at: r.get(4)?,
-            })
-        })
+        .query_row(params![name, holder, now, ttl_ms], grant_from_row)
         .optional()?)
 }
 
@@ -82,15 +85,7 @@ pub(crate) fn get_in(tx: &Tx, name: &str) -> Result<Option<LeaseGrant>> {
         .prepare_cached(
             "SELECT name, holder, token, acquired_at, expires_at FROM leases WHERE name = ?1",
         )?
-        .query_row([name], |r| {
-            Ok(LeaseGrant {
-                name: r.get(0)?,
-                holder: r.get(1)?,
-                token: r.get(2)?,
-                acquired_at: r.get(3)?,
-                expires_at: r.get(4)?,
-            })
-        })
+        .query_row([name], grant_from_row)
         .optional()?)
 }
 

@@ -24,6 +24,8 @@ pub mod validate;
 pub mod workers;
 
 mod py;
+#[cfg(test)]
+mod test_support;
 
 pub use error::{Error, Result};
 pub use factory::{Factory, FactoryOptions};

@@ -8,36 +8,16 @@ use super::mem::{Mem, Op};
 
 use super::{PoolSettings, ProviderChoice};
 use crate::agents::AgentInput;
-use crate::clock::Clock;
 use crate::config::ScalingPolicy;
 use crate::error::Error;
-use crate::factory::{Factory, FactoryOptions};
+use crate::factory::Factory;
 use crate::queue::{ClaimOptions, EnqueueRequest};
 use crate::snapshots::{PrepareSnapshot, SnapshotSource};
+use crate::test_support::{factory_with_agent, T0};
 use crate::workers::{WorkerStateInput, WorkerStatus};
 
-const T0: i64 = 1_767_225_600_000;
-
 fn factory() -> Factory {
-    let f = Factory::open(
-        ":memory:",
-        FactoryOptions {
-            clock: Clock::manual(T0),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    f.upsert_agent(
-        AgentInput {
-            agent_key: "support-agent".into(),
-            version: "1.0.0".into(),
-            enabled: true,
-            ..Default::default()
-        },
-        None,
-    )
-    .unwrap();
-    f
+    factory_with_agent("support-agent")
 }
 
 fn settings() -> PoolSettings {

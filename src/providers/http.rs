@@ -501,12 +501,7 @@ mod tests {
     use super::*;
 
     fn policy() -> RetryPolicy {
-        RetryPolicy {
-            max_retries: 5,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(1000),
-            retry_after_cap: Duration::from_secs(5),
-        }
+        crate::providers::retry::test_policy()
     }
 
     #[test]

@@ -66,17 +66,23 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(secs).ok()
 }
 
+/// A small policy for unit tests (5 retries, 100 ms doubling to 1 s, `Retry-After` capped at 5 s).
+#[cfg(test)]
+pub(crate) fn test_policy() -> RetryPolicy {
+    RetryPolicy {
+        max_retries: 5,
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(1000),
+        retry_after_cap: Duration::from_secs(5),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn policy() -> RetryPolicy {
-        RetryPolicy {
-            max_retries: 5,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(1000),
-            retry_after_cap: Duration::from_secs(5),
-        }
+        test_policy()
     }
 
     #[test]

@@ -3,34 +3,13 @@
 use serde_json::json;
 
 use super::{ClaimOptions, EnqueueRequest};
-use crate::agents::AgentInput;
-use crate::clock::Clock;
 use crate::error::Error;
-use crate::factory::{Factory, FactoryOptions};
+use crate::factory::Factory;
+use crate::test_support::{factory_with_agent, T0};
 use crate::workers::WorkerMode;
 
-const T0: i64 = 1_767_225_600_000;
-
 fn factory() -> Factory {
-    let f = Factory::open(
-        ":memory:",
-        FactoryOptions {
-            clock: Clock::manual(T0),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    f.upsert_agent(
-        AgentInput {
-            agent_key: "a".into(),
-            version: "1".into(),
-            enabled: true,
-            ..Default::default()
-        },
-        None,
-    )
-    .unwrap();
-    f
+    factory_with_agent("a")
 }
 
 fn req(conv: &str, text: &str, priority: Option<i64>) -> EnqueueRequest {

@@ -3,21 +3,10 @@
 use super::*;
 use crate::clock::Clock;
 use crate::factory::FactoryOptions;
+use crate::test_support::{factory, T0};
 use crate::workers::{WorkerStateInput, WorkerStatus};
 
-const T0: i64 = 1_767_225_600_000;
 const DAY: i64 = 86_400_000;
-
-fn factory() -> Factory {
-    Factory::open(
-        ":memory:",
-        FactoryOptions {
-            clock: Clock::manual(T0),
-            ..Default::default()
-        },
-    )
-    .unwrap()
-}
 
 fn req(worker: &str, conv: &str) -> PrepareSnapshot {
     PrepareSnapshot {

@@ -9,35 +9,13 @@ use serde_json::json;
 use super::super::mem::{Mem, Op};
 use super::schedule::Pace;
 use super::*;
-use crate::agents::AgentInput;
-use crate::clock::Clock;
-use crate::factory::FactoryOptions;
 use crate::providers::{Machine, MachineSpec, Outcome, Provider, ProviderResult, Volume};
 use crate::queue::EnqueueRequest;
+use crate::test_support::{factory_with_agent, T0};
 use crate::workers::WorkerStatus;
 
-const T0: i64 = 1_767_225_600_000;
-
 fn factory() -> Arc<Factory> {
-    let f = Factory::open(
-        ":memory:",
-        FactoryOptions {
-            clock: Clock::manual(T0),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    f.upsert_agent(
-        AgentInput {
-            agent_key: "support-agent".into(),
-            version: "1.0.0".into(),
-            enabled: true,
-            ..Default::default()
-        },
-        None,
-    )
-    .unwrap();
-    Arc::new(f)
+    Arc::new(factory_with_agent("support-agent"))
 }
 
 fn target(p: &Arc<Mem>) -> PoolTarget {
