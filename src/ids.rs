@@ -17,6 +17,17 @@ pub fn new_snapshot_id() -> String {
     format!("snap-{}", uuid::Uuid::now_v7().simple())
 }
 
+/// FNV-1a (32 bit) over UTF-16 code units, as the original computed its
+/// hashes (`stableHashBase36` for volume names, history fingerprints).
+pub fn fnv1a32_utf16(text: &str) -> u32 {
+    let mut hash: u32 = 2_166_136_261;
+    for unit in text.encode_utf16() {
+        hash ^= u32::from(unit);
+        hash = hash.wrapping_mul(16_777_619);
+    }
+    hash
+}
+
 /// Public message id for a row key.
 pub fn message_id(row: i64) -> String {
     row.to_string()
@@ -50,6 +61,12 @@ mod tests {
         for bad in ["", "0", "-1", "abc", "1.5", " 1", "+1"] {
             assert!(parse_message_id(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn fnv_matches_the_reference_values() {
+        assert_eq!(fnv1a32_utf16(""), 2_166_136_261);
+        assert_eq!(fnv1a32_utf16("a"), 0xe40c_292c);
     }
 
     #[test]

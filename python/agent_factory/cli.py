@@ -68,10 +68,9 @@ class DemoResult:
         return self.done == self.messages and self.duplicates == 0 and self.order_violations == 0
 
     def percentile(self, q: float) -> float:
-        if not self.latencies_ms:
-            return 0.0
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        from .demo import latency_percentile
+
+        return latency_percentile(self.latencies_ms, q)
 
     def to_dict(self) -> dict[str, Any]:
         return {

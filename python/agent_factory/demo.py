@@ -85,6 +85,14 @@ def demo_handler(ctx: JobContext) -> str:
     return f"{reply} (#{before + 1} in this workspace)"
 
 
+def latency_percentile(latencies_ms: list[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of ``latencies_ms``; 0 when there are none."""
+    if not latencies_ms:
+        return 0.0
+    ordered = sorted(latencies_ms)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 @dataclass(frozen=True)
 class DemoProgress:
     """What the demo reports after each pool cycle."""
@@ -142,10 +150,7 @@ class PoolDemoResult:
 
     def percentile(self, q: float) -> float:
         """The ``q`` quantile of the claim-to-complete latencies (0 when there are none)."""
-        if not self.latencies_ms:
-            return 0.0
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return latency_percentile(self.latencies_ms, q)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report."""

@@ -27,16 +27,6 @@ pub fn sanitize(value: &str) -> String {
     out.trim_matches('_').to_string()
 }
 
-/// FNV-1a (32 bit) over UTF-16 code units, as the seed's `stableHashBase36` computes it.
-pub fn fnv1a32(input: &str) -> u32 {
-    let mut hash: u32 = 2_166_136_261;
-    for unit in input.encode_utf16() {
-        hash ^= u32::from(unit);
-        hash = hash.wrapping_mul(16_777_619);
-    }
-    hash
-}
-
 /// `n` in base 36 with lowercase digits (JavaScript's `n.toString(36)`).
 pub fn base36(mut n: u32) -> String {
     const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
@@ -60,7 +50,10 @@ pub fn dedicated_volume_name(prefix: &str, worker_id: &str) -> String {
     let worker = Some(sanitize(worker_id))
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "worker".into());
-    let hash: String = base36(fnv1a32(&worker)).chars().take(8).collect();
+    let hash: String = base36(crate::ids::fnv1a32_utf16(&worker))
+        .chars()
+        .take(8)
+        .collect();
     let keep = MAX_VOLUME_NAME
         .saturating_sub(1 + hash.len())
         .max(1)
@@ -89,8 +82,8 @@ mod tests {
     #[test]
     fn hashes_match_javascript() {
         // Values computed with the seed's stableHashBase36 in node.
-        assert_eq!(fnv1a32(""), 2_166_136_261);
-        assert_eq!(fnv1a32("a"), 0xe40c_292c);
+        assert_eq!(crate::ids::fnv1a32_utf16(""), 2_166_136_261);
+        assert_eq!(crate::ids::fnv1a32_utf16("a"), 0xe40c_292c);
         assert_eq!(base36(0), "0");
         assert_eq!(base36(35), "z");
         assert_eq!(base36(36), "10");
@@ -100,7 +93,7 @@ mod tests {
     #[test]
     fn dedicated_names_follow_the_rule() {
         let name = dedicated_volume_name("openclaw_data_test", "worker-cleanup-1");
-        let hash = base36(fnv1a32("worker_cleanup_1"));
+        let hash = base36(crate::ids::fnv1a32_utf16("worker_cleanup_1"));
         assert_eq!(name, format!("openclaw_data_test_{hash}"));
         assert!(name.len() <= MAX_VOLUME_NAME);
         // Blank parts fall back; long prefixes are cut to fit 30 characters.

@@ -179,33 +179,12 @@ pub fn history(tx: &Tx, conversation_ref: i64, limit: i64) -> Result<Vec<History
     Ok(rows)
 }
 
-/// FNV-1a (32-bit) over UTF-16 code units, as the original fingerprinted history.
-pub fn fnv1a32_utf16(text: &str) -> u32 {
-    let mut hash: u32 = 2_166_136_261;
-    for unit in text.encode_utf16() {
-        hash ^= u32::from(unit);
-        hash = hash.wrapping_mul(16_777_619);
-    }
-    hash
-}
-
-/// Fingerprint of a history window: `"f" + hex(fnv1a32("role:at:content|…"))`.
+/// Fingerprint of a history window: `"f" + hex(fnv1a32_utf16("role:at:content|…"))`.
 pub fn fingerprint(entries: &[HistoryEntry]) -> String {
     let joined = entries
         .iter()
         .map(|e| format!("{}:{}:{}", e.role, e.at, e.content))
         .collect::<Vec<_>>()
         .join("|");
-    format!("f{:x}", fnv1a32_utf16(&joined))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fnv_matches_the_reference_values() {
-        assert_eq!(fnv1a32_utf16(""), 2_166_136_261);
-        assert_eq!(fnv1a32_utf16("a"), 0xe40c_292c);
-    }
+    format!("f{:x}", crate::ids::fnv1a32_utf16(&joined))
 }
