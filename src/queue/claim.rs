@@ -39,7 +39,6 @@ pub struct ClaimOptions {
 }
 
 struct Candidate {
-    conv_ref: i64,
     conversation_id: String,
     agent_key: String,
     message: i64,
@@ -49,41 +48,74 @@ const NOT_OWNED_ELSEWHERE: &str = "NOT EXISTS (SELECT 1 FROM workers o
       WHERE o.assignment_conversation_id = c.conversation_id AND o.assignment_agent_key = c.agent_key
         AND o.worker_id <> ?2 AND o.status = 'active' AND o.heartbeat_at > ?3)";
 
-fn pick(
+/// The lock a claim puts on the conversation it picks.
+struct Lock<'a> {
+    lease_id: &'a str,
+    expires: i64,
+}
+
+/// A claim restricted to one conversation (and, for an assignment, its agent).
+struct Target<'a> {
+    conversation_id: &'a str,
+    agent_key: Option<&'a str>,
+}
+
+/// Pick the next claimable conversation head and lock it for `worker_id`, in
+/// one statement: the pick is the subquery of the `UPDATE`, so the scheduling
+/// index is walked once and the row is written in the same step.
+fn pick_and_lock(
     tx: &Tx,
     worker_id: &str,
-    target: Option<&str>,
+    target: Option<Target<'_>>,
     now: i64,
     stale_cutoff: i64,
+    lock: &Lock<'_>,
 ) -> Result<Option<Candidate>> {
     let map = |r: &rusqlite::Row<'_>| {
         Ok(Candidate {
-            conv_ref: r.get(0)?,
-            conversation_id: r.get(1)?,
-            agent_key: r.get(2)?,
-            message: r.get(3)?,
+            conversation_id: r.get(0)?,
+            agent_key: r.get(1)?,
+            message: r.get(2)?,
         })
     };
+    let filter = match target {
+        Some(_) => "c.conversation_id = ?6 AND c.agent_key = coalesce(?7, c.agent_key) AND c.state = 'ready'",
+        None => "c.state = 'ready' AND c.sched_k1 IS NOT NULL",
+    };
+    let order = if target.is_some() {
+        ""
+    } else {
+        "ORDER BY c.sched_k1, c.sched_k2, c.sched_k3"
+    };
+    let sql = format!(
+        "UPDATE conversations SET state = 'busy', lock_message = head_message, lock_lease_id = ?4, lock_worker_id = ?2,
+           lock_expires_at = ?5, lock_heartbeat_at = ?1
+         WHERE id = (SELECT c.id FROM conversations c
+                     WHERE {filter} AND c.head_ready_at <= ?1 AND {NOT_OWNED_ELSEWHERE} {order} LIMIT 1)
+         RETURNING conversation_id, agent_key, head_message"
+    );
+    let mut stmt = tx.prepare_cached(&sql)?;
     let found = match target {
-        Some(conversation_id) => {
-            let sql = format!(
-                "SELECT c.id, c.conversation_id, c.agent_key, c.head_message FROM conversations c
-                 WHERE c.conversation_id = ?4 AND c.state = 'ready' AND c.head_ready_at <= ?1 AND {NOT_OWNED_ELSEWHERE}"
-            );
-            tx.prepare_cached(&sql)?
-                .query_row(params![now, worker_id, stale_cutoff, conversation_id], map)
-                .optional()?
-        }
-        None => {
-            let sql = format!(
-                "SELECT c.id, c.conversation_id, c.agent_key, c.head_message FROM conversations c
-                 WHERE c.state = 'ready' AND c.sched_k1 IS NOT NULL AND c.head_ready_at <= ?1 AND {NOT_OWNED_ELSEWHERE}
-                 ORDER BY c.sched_k1, c.sched_k2, c.sched_k3 LIMIT 1"
-            );
-            tx.prepare_cached(&sql)?
-                .query_row(params![now, worker_id, stale_cutoff], map)
-                .optional()?
-        }
+        Some(t) => stmt
+            .query_row(
+                params![
+                    now,
+                    worker_id,
+                    stale_cutoff,
+                    lock.lease_id,
+                    lock.expires,
+                    t.conversation_id,
+                    t.agent_key
+                ],
+                map,
+            )
+            .optional()?,
+        None => stmt
+            .query_row(
+                params![now, worker_id, stale_cutoff, lock.lease_id, lock.expires],
+                map,
+            )
+            .optional()?,
     };
     Ok(found)
 }
@@ -108,6 +140,7 @@ fn candidate_for(
     existing: Option<&Worker>,
     opts: &ClaimOptions,
     now: i64,
+    lock: &Lock<'_>,
 ) -> Result<Option<Candidate>> {
     if existing.is_some_and(|w| w.status != WorkerStatus::Active) {
         return Ok(None);
@@ -122,8 +155,11 @@ fn candidate_for(
         .map(|a| a.conversation_id.as_str())
         .or(opts.conversation_id.as_deref());
     let stale_cutoff = now - cfg.lease.stale_after_ms;
-    Ok(pick(tx, worker_id, target, now, stale_cutoff)?
-        .filter(|c| assignment.is_none_or(|a| a.agent_key == c.agent_key)))
+    let target = target.map(|conversation_id| Target {
+        conversation_id,
+        agent_key: assignment.map(|a| a.agent_key.as_str()),
+    });
+    pick_and_lock(tx, worker_id, target, now, stale_cutoff, lock)
 }
 
 /// Whether a pooled worker that just gave a message back and takes the next
@@ -160,7 +196,13 @@ pub(crate) fn claim_in(
         conversations::promote_due(tx, now)?;
     }
     let existing = workers::get_in(tx, worker_id)?;
-    let Some(c) = candidate_for(tx, cfg, worker_id, existing.as_ref(), opts, now)? else {
+    let lease_id = ids::new_lease_id();
+    let expires = now + cfg.lease.lease_ms;
+    let lock = Lock {
+        lease_id: &lease_id,
+        expires,
+    };
+    let Some(c) = candidate_for(tx, cfg, worker_id, existing.as_ref(), opts, now, &lock)? else {
         if released {
             workers::release_load(tx, worker_id, now, cfg.scaling.idle_timeout_ms, true, None)?;
         } else {
@@ -172,19 +214,12 @@ pub(crate) fn claim_in(
         Some(w) => w,
         None => register_or_load(tx, worker_id, opts.mode.unwrap_or(WorkerMode::Sticky), now)?,
     };
-    let lease_id = ids::new_lease_id();
-    let expires = now + cfg.lease.lease_ms;
     let (payload, attempts, priority): (String, i64, i64) = tx
         .prepare_cached(
             "UPDATE messages SET status = 'processing', claimed_by = ?2, lease_id = ?3, lease_expires_at = ?4, claimed_at = ?5
              WHERE id = ?1 AND status = 'queued' RETURNING payload, attempts, priority",
         )?
         .query_row(params![c.message, worker_id, lease_id, expires, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    tx.prepare_cached(
-        "UPDATE conversations SET state = 'busy', lock_message = ?2, lock_lease_id = ?3, lock_worker_id = ?4,
-           lock_expires_at = ?5, lock_heartbeat_at = ?6 WHERE id = ?1",
-    )?
-    .execute(params![c.conv_ref, c.message, lease_id, worker_id, expires, now])?;
     let keeps_assignment = worker.mode == WorkerMode::Sticky || worker.assignment.is_some();
     if !bookkeeping_is_fresh(&worker, keeps_assignment, released, now) {
         let assignment = keeps_assignment.then(|| Assignment {
