@@ -149,9 +149,11 @@ def test_idle_shutdown_runs_when_due(factory: Factory, fake_fly: FakeFly, suppor
         r = loop.tick(now_ms=now)
         assert r.reconcile is not None
         (worker_id,) = r.reconcile.spawned_worker_ids
-        assert r.next_tick_at == now + 60_000, "the idle shutdown time"
-        assert loop.tick(now_ms=now + 59_999).ran == ["recovery"]
-        r = loop.tick(now_ms=now + 60_000)
+        # Not heard from yet: a spawned worker gets a 90 s startup grace on top.
+        due = now + 60_000 + 90_000
+        assert r.next_tick_at == due, "the idle shutdown time"
+        assert loop.tick(now_ms=due - 1).ran == ["recovery"]
+        r = loop.tick(now_ms=due)
         assert r.ran == ["recovery", "idle_shutdown"]
         assert r.idle_shutdown is not None and r.idle_shutdown.drained_worker_ids == [worker_id]
         # Never claimed a job: no final snapshot needed, torn down in the same cycle.

@@ -23,6 +23,9 @@ MACHINE = rf"/apps/{APP}/machines/[^/]+"
 VOLUMES = rf"/apps/{APP}/volumes"
 VOLUME = rf"/apps/{APP}/volumes/[^/]+"
 SCALING = ScalingPolicy(max_workers=5, spawn_step=5, idle_timeout_ms=300_000)
+# Spawned workers here never talk to the database, so they get the startup
+# grace on top of the idle timeout before they count as idle.
+STARTUP_GRACE_MS = 90_000
 
 
 def provider(fake: FakeFly, timeout_ms: int = 2_000) -> FlyProvider:
@@ -109,7 +112,7 @@ def test_teardown_faults_keep_the_worker_stopping(
     factory: Factory, manual_clock: ManualClock, fake_fly: FakeFly, agent: str, method: str, pattern: str, status: int
 ) -> None:
     wid = spawn_one(factory, fake_fly, agent)
-    manual_clock.advance(SCALING.idle_timeout_ms + 1)
+    manual_clock.advance(SCALING.idle_timeout_ms + STARTUP_GRACE_MS + 1)
     # One call's attempts: a 5xx is retried once, a 412 is not.
     fake_fly.fail_next(method, pattern, status, times=1 if status == 412 else 2)
     report = factory.pool.check_idle_shutdowns(provider=provider(fake_fly), scaling=SCALING)
@@ -129,7 +132,7 @@ def test_teardown_faults_keep_the_worker_stopping(
 def test_internal_server_error_never_means_gone(factory: Factory, manual_clock: ManualClock, fake_fly: FakeFly, agent: str) -> None:
     """The original took Fly's "internal server error" for a vanished machine (spec weakness 8)."""
     wid = spawn_one(factory, fake_fly, agent)
-    manual_clock.advance(SCALING.idle_timeout_ms + 1)
+    manual_clock.advance(SCALING.idle_timeout_ms + STARTUP_GRACE_MS + 1)
     fake_fly.fail_next("*", MACHINE + r"(/.*)?", 500, body={"error": "internal server error: machine not found"}, times=12)
     report = factory.pool.check_idle_shutdowns(provider=provider(fake_fly), scaling=SCALING)
     assert report.torn_down == 0

@@ -35,6 +35,9 @@ time.sleep(float(os.environ.get("RECORDER_SLEEP", "60")))
 """
 
 SCALING = ScalingPolicy(max_workers=3, spawn_step=3, idle_timeout_ms=300_000)
+# A spawned worker not yet heard from (the recorder below never talks to the
+# database) gets the startup grace on top of its idle timeout.
+STARTUP_GRACE_MS = 90_000
 
 
 def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
@@ -192,7 +195,7 @@ def test_teardown_stops_the_process_and_removes_its_directories(
     provider = local()
     wid = spawn(factory, provider, agent)
     pid = recorded(factory, data_root, wid)["pid"]
-    manual_clock.advance(SCALING.idle_timeout_ms + 1)
+    manual_clock.advance(SCALING.idle_timeout_ms + STARTUP_GRACE_MS + 1)
     report = factory.pool.check_idle_shutdowns(provider=provider, scaling=SCALING)
     assert report.torn_down_worker_ids == [wid]
     assert not exists(pid)
@@ -212,7 +215,7 @@ def test_stop_escalates_to_sigkill_after_the_grace(
     )
     wid = spawn(factory, provider, agent)
     pid = recorded(factory, data_root, wid)["pid"]
-    manual_clock.advance(SCALING.idle_timeout_ms + 1)
+    manual_clock.advance(SCALING.idle_timeout_ms + STARTUP_GRACE_MS + 1)
     started = time.monotonic()
     report = factory.pool.check_idle_shutdowns(provider=provider, scaling=SCALING)
     assert report.torn_down_worker_ids == [wid]

@@ -2,7 +2,9 @@
 //!
 //! Invariants:
 //! - an active worker is idle-due when it holds nothing and its shutdown time
-//!   has passed; it then drains and is never reactivated;
+//!   has passed; it then drains and is never reactivated. A spawned worker not
+//!   yet heard from gets a startup grace on top (its idle clock
+//!   starts at its first contact), so a slow start is not drained as idle;
 //! - a draining worker may stop once it needs no final snapshot (it never
 //!   claimed a job) or its `last_snapshot_id` names a `ready` snapshot — the
 //!   volume is kept until then;
@@ -36,7 +38,7 @@ pub fn idle_due(rows: &[Worker], now: i64) -> Vec<&Worker> {
         .filter(|w| {
             w.status == WorkerStatus::Active
                 && w.load == 0
-                && w.scheduled_shutdown_at.is_some_and(|t| t <= now)
+                && w.idle_deadline().is_some_and(|t| t <= now)
         })
         .collect();
     due.sort_by_key(|w| (w.scheduled_shutdown_at, w.worker_id.clone()));
@@ -70,7 +72,7 @@ pub fn draining_state(
 pub fn next_idle_shutdown(rows: &[Worker], now: i64) -> Option<i64> {
     rows.iter()
         .filter(|w| w.status == WorkerStatus::Active && w.load == 0)
-        .filter_map(|w| w.scheduled_shutdown_at)
+        .filter_map(Worker::idle_deadline)
         .filter(|t| *t > now)
         .min()
 }

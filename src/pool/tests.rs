@@ -264,7 +264,12 @@ fn teardown_faults_keep_the_worker_stopping_until_the_provider_confirms() {
     f.reconcile(&p, &settings(), &policy(5), None, Some(T0))
         .unwrap();
     let id = format!("afw-{T0}-0");
-    let due = T0 + 300_000;
+    // Never heard from: due after the idle timeout plus the startup grace.
+    let due = T0 + 300_000 + crate::workers::STARTUP_GRACE_MS;
+    let r = f
+        .check_idle_shutdowns(&p, &settings(), &policy(5), Some(due - 1))
+        .unwrap();
+    assert_eq!((r.pending, r.torn_down), (0, 0));
     // Never claimed: no snapshot needed, straight to teardown — which fails.
     p.fail(Op::Destroy);
     let r = f
@@ -454,4 +459,40 @@ fn bridge_env_is_forwarded_only_when_resolvable() {
     let env = super::env::forwarded_openclaw_env(&f).unwrap();
     assert_eq!(env["OPENCLAW_SERVICE_KEY"], "abs_live_bridge_key");
     assert_eq!(env["OPENCLAW_LINKING_SHARED_SECRET"], "abs_linking_secret");
+}
+
+#[test]
+fn a_spawned_worker_idle_clock_starts_at_its_first_contact() {
+    let f = factory();
+    let p = Mem::default();
+    enqueue(&f, "c1", T0);
+    f.reconcile(&p, &settings(), &policy(5), None, Some(T0))
+        .unwrap();
+    let id = format!("afw-{T0}-0");
+    let w = f.get_worker(&id).unwrap().unwrap();
+    assert!(w.never_contacted());
+    // Still starting after the idle timeout: neither the pool nor the worker's
+    // own control state treats it as idle.
+    let late = T0 + 300_000 + 1;
+    assert!(!f.control_state(&id, false, Some(late)).unwrap().should_stop);
+    let r = f
+        .check_idle_shutdowns(&p, &settings(), &policy(5), Some(late))
+        .unwrap();
+    assert_eq!(r.drained_worker_ids.len(), 0);
+    // First contact 20 s after spawn: the idle clock restarts from there.
+    assert!(f.touch_worker(&id, Some(T0 + 20_000)).unwrap());
+    let w = f.get_worker(&id).unwrap().unwrap();
+    assert!(!w.never_contacted());
+    assert_eq!(w.scheduled_shutdown_at, Some(T0 + 320_000));
+    assert_eq!(w.idle_deadline(), Some(T0 + 320_000));
+    // A second contact does not move it again.
+    assert!(f.touch_worker(&id, Some(T0 + 30_000)).unwrap());
+    assert_eq!(
+        f.get_worker(&id).unwrap().unwrap().scheduled_shutdown_at,
+        Some(T0 + 320_000)
+    );
+    let r = f
+        .check_idle_shutdowns(&p, &settings(), &policy(5), Some(T0 + 320_000))
+        .unwrap();
+    assert_eq!(r.drained_worker_ids, vec![id]);
 }

@@ -181,6 +181,30 @@ pub fn validate_worker_id(worker_id: &str) -> Result<()> {
     crate::validate::identifier("workerId", worker_id, 128, false)
 }
 
+/// How long a spawned worker may take to start before its idle time counts:
+/// until its first contact its shutdown time is extended by this much.
+pub const STARTUP_GRACE_MS: i64 = 90_000;
+
+impl Worker {
+    /// Whether the worker has not been heard from since it was registered (a
+    /// spawned worker still starting).
+    pub fn never_contacted(&self) -> bool {
+        self.last_claim_at.is_none() && self.heartbeat_at == self.created_at
+    }
+
+    /// When the worker's idle shutdown falls due: its shutdown time, plus
+    /// [`STARTUP_GRACE_MS`] while it has never been heard from (its idle clock
+    /// starts at its first contact, see `touch_in`).
+    pub fn idle_deadline(&self) -> Option<i64> {
+        let grace = if self.never_contacted() {
+            STARTUP_GRACE_MS
+        } else {
+            0
+        };
+        self.scheduled_shutdown_at.map(|t| t.saturating_add(grace))
+    }
+}
+
 pub(crate) const COLUMNS: &str = "worker_id, provider, mode, status, load, heartbeat_at, last_claim_at, scheduled_shutdown_at, \
     stopped_at, stop_reason, last_snapshot_id, machine_id, app_name, region, volume_id, assignment_conversation_id, \
     assignment_agent_key, assignment_lease_id, assignment_assigned_at, created_at";
@@ -245,7 +269,7 @@ pub fn control_state_of(worker: Option<&Worker>, now: i64, stale_after_ms: i64) 
                 WorkerStatus::Stopping => reasons.push(StopReason::Stopping),
                 WorkerStatus::Stopped => reasons.push(StopReason::Stopped),
             }
-            if w.scheduled_shutdown_at.is_some_and(|t| t <= now) {
+            if w.idle_deadline().is_some_and(|t| t <= now) {
                 reasons.push(StopReason::OverdueShutdown);
             }
             if w.heartbeat_at <= now - stale_after_ms {
@@ -262,9 +286,20 @@ pub fn control_state_of(worker: Option<&Worker>, now: i64, stale_after_ms: i64) 
 }
 
 /// Refresh an active worker's heartbeat (a sign of life while idle).
+///
+/// A worker's first contact (a spawned worker that has neither been heard from
+/// nor claimed) starts its idle clock: the shutdown time set at registration
+/// moves by the time the worker took to start, so a slow start is not counted
+/// as idleness.
 pub(crate) fn touch_in(tx: &Tx, worker_id: &str, now: i64) -> Result<bool> {
     let n = tx
-        .prepare_cached("UPDATE workers SET heartbeat_at = ?2 WHERE worker_id = ?1 AND status = 'active' AND heartbeat_at < ?2")?
+        .prepare_cached(
+            "UPDATE workers SET heartbeat_at = ?2,
+               scheduled_shutdown_at = CASE WHEN heartbeat_at = created_at AND last_claim_at IS NULL
+                                            THEN scheduled_shutdown_at + (?2 - created_at)
+                                            ELSE scheduled_shutdown_at END
+             WHERE worker_id = ?1 AND status = 'active' AND heartbeat_at < ?2",
+        )?
         .execute(params![worker_id, now])?;
     Ok(n > 0)
 }

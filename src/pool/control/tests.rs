@@ -1,5 +1,6 @@
 //! What a control-loop tick runs and when, over the in-memory provider.
 
+use crate::workers::STARTUP_GRACE_MS;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -187,12 +188,27 @@ fn idle_shutdown_runs_when_a_worker_falls_due() {
     let id = r.reconcile.as_ref().unwrap().spawned_worker_ids[0].clone();
     assert_eq!(
         r.reconcile.as_ref().unwrap().next_due_at,
-        Some(T0 + 300_000)
+        Some(T0 + 300_000 + STARTUP_GRACE_MS)
     );
-    assert_eq!(r.next_tick_at, T0 + 300_000);
-    let r = c.tick(&f, &target(&p), &slow, Some(T0 + 299_999)).unwrap();
+    // Never heard from yet: the startup grace comes on top of the idle timeout.
+    assert_eq!(r.next_tick_at, T0 + 300_000 + STARTUP_GRACE_MS);
+    let r = c
+        .tick(
+            &f,
+            &target(&p),
+            &slow,
+            Some(T0 + 299_999 + STARTUP_GRACE_MS),
+        )
+        .unwrap();
     assert_eq!(r.ran, vec![Step::Recovery]);
-    let r = c.tick(&f, &target(&p), &slow, Some(T0 + 300_000)).unwrap();
+    let r = c
+        .tick(
+            &f,
+            &target(&p),
+            &slow,
+            Some(T0 + 300_000 + STARTUP_GRACE_MS),
+        )
+        .unwrap();
     assert_eq!(r.ran, vec![Step::Recovery, Step::IdleShutdown]);
     let idle = r.idle_shutdown.as_ref().unwrap();
     assert_eq!(idle.drained_worker_ids, vec![id.clone()]);
