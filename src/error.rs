@@ -28,6 +28,10 @@ pub enum Error {
     /// SQLite, the blob store or the file system failed.
     #[error("{0}")]
     Storage(String),
+    /// The caller could not prove who it is (e.g. a Telegram webhook request
+    /// without the configured secret token).
+    #[error("{0}")]
+    Unauthorized(String),
 }
 
 /// Result alias used across the core.
@@ -121,7 +125,12 @@ impl Error {
             Error::InvalidState(m) => Error::InvalidState(format!("{prefix}: {m}")),
             Error::Provider(m) => Error::Provider(format!("{prefix}: {m}")),
             Error::Storage(m) => Error::Storage(format!("{prefix}: {m}")),
+            Error::Unauthorized(m) => Error::Unauthorized(format!("{prefix}: {m}")),
         }
+    }
+    /// Shorthand for an unauthorized error.
+    pub fn unauthorized(msg: impl Into<String>) -> Self {
+        Error::Unauthorized(msg.into())
     }
     /// Shorthand for a storage error.
     pub fn storage(msg: impl Into<String>) -> Self {

@@ -104,7 +104,7 @@ def test_a_tick_with_nothing_to_do(factory: Factory, fake_fly: FakeFly) -> None:
     first = factory.pool.tick(provider=fly(fake_fly), scaling=SCALING)
     assert isinstance(first, TickReport)
     assert first.acting and first.took_over and first.lease_holder == first.holder
-    assert first.ran == ["recovery", "reconcile", "sweep"] and first.reconcile_reason == "start"
+    assert first.ran == ["recovery", "push", "reconcile", "sweep"] and first.reconcile_reason == "start"
     assert first.reconcile is not None and first.reconcile.spawned == 0
     assert first.expiry is not None and first.released is not None
     assert first.next_tick_at == now + 10_000, "the lease (30 s) is renewed every third"
@@ -112,10 +112,10 @@ def test_a_tick_with_nothing_to_do(factory: Factory, fake_fly: FakeFly) -> None:
 
     second = factory.pool.tick(provider=fly(fake_fly), scaling=SCALING, now_ms=now + 100)
     assert second.acting and not second.took_over and not second.did_something
-    assert second.ran == ["recovery"] and second.active_conversations == 0
+    assert second.ran == ["recovery", "push"] and second.active_conversations == 0
     assert second.summary() == "nothing to do"
     assert len(fake_fly.calls) == calls, "an idle tick makes no provider call"
-    assert "TickReport(" in repr(second) and second.to_dict()["ran"] == ["recovery"]
+    assert "TickReport(" in repr(second) and second.to_dict()["ran"] == ["recovery", "push"]
     assert factory.pool.release_control() is True
     assert factory.pool.release_control() is False
 
@@ -134,7 +134,7 @@ def test_an_enqueue_is_followed_by_a_spawn_at_the_next_tick(factory: Factory, fa
     # Covered: the next tick leaves the provider alone.
     calls = len(fake_fly.calls)
     r = factory.pool.tick(provider=fly(fake_fly), scaling=SCALING, now_ms=now + 1_000)
-    assert r.ran == ["recovery"] and len(fake_fly.calls) == calls
+    assert r.ran == ["recovery", "push"] and len(fake_fly.calls) == calls
 
 
 def test_idle_shutdown_runs_when_due(factory: Factory, fake_fly: FakeFly, support_agent: str) -> None:
@@ -152,9 +152,9 @@ def test_idle_shutdown_runs_when_due(factory: Factory, fake_fly: FakeFly, suppor
         # Not heard from yet: a spawned worker gets a 90 s startup grace on top.
         due = now + 60_000 + 90_000
         assert r.next_tick_at == due, "the idle shutdown time"
-        assert loop.tick(now_ms=due - 1).ran == ["recovery"]
+        assert loop.tick(now_ms=due - 1).ran == ["recovery", "push"]
         r = loop.tick(now_ms=due)
-        assert r.ran == ["recovery", "idle_shutdown"]
+        assert r.ran == ["recovery", "push", "idle_shutdown"]
         assert r.idle_shutdown is not None and r.idle_shutdown.drained_worker_ids == [worker_id]
         # Never claimed a job: no final snapshot needed, torn down in the same cycle.
         assert r.idle_shutdown.torn_down_worker_ids == [worker_id]
@@ -175,7 +175,7 @@ def test_provider_errors_are_reported_and_the_next_tick_recovers(
     assert r.next_tick_at == now + 1_000, "retried after a short backoff"
     # Not hammered while backing off.
     r = factory.pool.tick(provider=fly(fake_fly), scaling=SCALING, now_ms=now + 10)
-    assert r.ran == ["recovery"] and r.errors == []
+    assert r.ran == ["recovery", "push"] and r.errors == []
     r = factory.pool.tick(provider=fly(fake_fly), scaling=SCALING, now_ms=now + 1_000)
     assert r.reconcile_reason == "retry" and r.errors == []
     assert r.reconcile is not None and r.reconcile.spawned == 1
@@ -594,3 +594,24 @@ def test_serve_with_the_stored_provider_and_nothing_stored_runs_locally(tmp_path
     assert line["took_over"] and line["holder"] == "h-1" and line["errors"] == []
     assert "provider local" in out.stderr and "lease released" in out.stderr
     assert lease_row(db)[2] <= int(time.time() * 1000)  # type: ignore[index]
+
+
+def test_each_tick_dispatches_due_push_jobs_once(factory: Factory, fake_fly: FakeFly, support_agent: str) -> None:
+    """The control loop sends scheduled pushes: a daily slot is enqueued by the first
+    tick after it falls due, once, into the user's stable conversation."""
+    now = factory.now_ms()  # 2026-01-01T00:00Z
+    factory.identity.bind("user-1", AGENT, source="manual", now_ms=now)
+    job = factory.push.create_job(
+        "co-1", "user-1", "Morning", "Good morning", "UTC", {"kind": "daily", "time": "00:05"}, now_ms=now
+    )
+    assert job.next_run_at == now + 5 * 60_000
+    r = factory.pool.tick(provider=fly(fake_fly), scaling=SCALING, now_ms=now)
+    assert "push" in r.ran and r.push is not None and r.push.enqueued == 0
+    r = factory.pool.tick(provider=fly(fake_fly), scaling=SCALING, now_ms=now + 5 * 60_000)
+    assert r.push is not None and (r.push.enqueued, r.push.failed) == (1, 0)
+    assert r.did_something and "push: enqueued 1" in r.summary()
+    again = factory.pool.tick(provider=fly(fake_fly), scaling=SCALING, now_ms=now + 5 * 60_000 + 500)
+    assert again.push is not None and again.push.enqueued == 0
+    (item,) = factory.identity.queue_items("user-1", AGENT)
+    assert item.conversation_id == f"user-agent:{AGENT}:user-1"
+    assert item.payload["messageText"] == "Good morning"

@@ -36,6 +36,7 @@ from ._sync_api import (
     WorkerHandle,
     WorkersApi,
 )
+from ._control_types import ControlRun, TickReport
 from ._types import (
     AgentProfile,
     AppendResult,
@@ -45,7 +46,6 @@ from ._types import (
     BridgeRuntimeConfig,
     Claim,
     CleanupReport,
-    ControlRun,
     ControlState,
     ConversationCounts,
     ConversationView,
@@ -70,7 +70,6 @@ from ._types import (
     Snapshot,
     SnapshotExpiry,
     SnapshotUpload,
-    TickReport,
     Volume,
     WorkerStats,
 )
@@ -95,8 +94,57 @@ from .errors import (
     StorageError,
     ValidationError,
 )
+from .errors import AuthenticationError
 from .fly import FlyMachines
 from .worker import JobContext, Worker, WorkerResult, echo_handler
+from ._async_telegram import DEFAULT_WEBHOOK_PATH, SECRET_TOKEN_HEADER, AsyncTelegramApi
+from ._sync_telegram import TelegramApi
+from ._telegram_types import (
+    AttachmentExpiry,
+    BotIdentity,
+    ImportedTelegramToken,
+    IngestResult,
+    OnboardingState,
+    ProviderReadiness,
+    SkippedAttachment,
+    TelegramApiConfig,
+    TelegramReadiness,
+    WebhookSetup,
+    WebhookStatus,
+)
+
+from ._async_push import AsyncPushApi
+from ._sync_push import PushApi
+from ._push_types import (
+    Broadcast,
+    BroadcastDispatch,
+    BroadcastResult,
+    DispatchReport,
+    PushDispatch,
+    PushJob,
+    PushTemplate,
+    PushTrigger,
+    Schedule,
+    UserAgentConversationStats,
+    UserAgentPushStats,
+    UserAgentUsageStats,
+)
+
+from ._async_identity import AsyncIdentityApi
+from ._async_templates import AsyncTemplatesApi
+from ._sync_identity import IdentityApi
+from ._sync_templates import TemplatesApi
+from ._identity_types import (
+    Binding,
+    BindingTarget,
+    MessageTemplate,
+    PairingCode,
+    TemplateSend,
+    UserAgent,
+    UserAgentConversation,
+    UserAgentPairing,
+    UserAgentsOverview,
+)
 
 __all__ = [
     "Factory",
@@ -182,4 +230,47 @@ __all__ = [
     "InvalidStateError",
     "ProviderError",
     "StorageError",
+    "AuthenticationError",
+    "TelegramApi",
+    "AsyncTelegramApi",
+    "DEFAULT_WEBHOOK_PATH",
+    "SECRET_TOKEN_HEADER",
+    "AttachmentExpiry",
+    "BotIdentity",
+    "ImportedTelegramToken",
+    "IngestResult",
+    "OnboardingState",
+    "ProviderReadiness",
+    "SkippedAttachment",
+    "TelegramApiConfig",
+    "TelegramReadiness",
+    "WebhookSetup",
+    "WebhookStatus",
+    "PushApi",
+    "AsyncPushApi",
+    "Schedule",
+    "PushTemplate",
+    "PushJob",
+    "PushTrigger",
+    "PushDispatch",
+    "DispatchReport",
+    "BroadcastResult",
+    "Broadcast",
+    "BroadcastDispatch",
+    "UserAgentPushStats",
+    "UserAgentConversationStats",
+    "UserAgentUsageStats",
+    "IdentityApi",
+    "AsyncIdentityApi",
+    "TemplatesApi",
+    "AsyncTemplatesApi",
+    "Binding",
+    "BindingTarget",
+    "PairingCode",
+    "UserAgent",
+    "UserAgentsOverview",
+    "UserAgentPairing",
+    "UserAgentConversation",
+    "MessageTemplate",
+    "TemplateSend",
 ]

@@ -16,12 +16,12 @@ from typing import Any, Iterable, Literal, Mapping, Sequence, overload
 from . import _guard, _native
 from ._pacing import AsyncPacer, Pacer, check_run_args
 
+from ._control_types import ControlRun, TickReport
 from ._types import (
     AgentProfile,
     AppendResult,
     Claim,
     CleanupReport,
-    ControlRun,
     ControlState,
     ConversationCounts,
     ConversationView,
@@ -42,16 +42,18 @@ from ._types import (
     Snapshot,
     SnapshotExpiry,
     SnapshotUpload,
-    TickReport,
     Worker,
     WorkerStats,
 )
 from .config import Config, FlyProvider, LocalProvider, ScalingPolicy
+from ._area import _KEEP, _Area, _as_dict, _dict_list, _path_arg, _str_dict, _str_list
+from ._async_identity import AsyncIdentityApi
+from ._async_push import AsyncPushApi
+from ._async_telegram import AsyncTelegramApi
+from ._async_templates import AsyncTemplatesApi
 from .errors import ValidationError
 
 _IS_ASYNC = True
-
-_KEEP: Any = object()
 
 __all__ = [
     "AsyncFactory",
@@ -65,67 +67,14 @@ __all__ = [
     "AsyncPoolApi",
     "AsyncControlLoop",
     "AsyncWorkerHandle",
+    "AsyncIdentityApi",
+    "AsyncTemplatesApi",
+    "AsyncPushApi",
+    "AsyncTelegramApi",
 ]
 
 
-# Wrong Python types raise TypeError naming the argument; wrong values raise ValidationError.
-
-
-def _str_list(value: Any, field: str) -> list[str]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise TypeError(f"{field} must be a list of strings, got {type(value).__name__}")
-    items = list(value)
-    for i, item in enumerate(items):
-        if not isinstance(item, str):
-            raise TypeError(f"{field}[{i}] must be a string, got {type(item).__name__}")
-    return items
-
-
-def _dict_list(value: Any, field: str, label: str = "{field}[{i}]") -> list[dict[str, Any]]:
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
-        raise TypeError(f"{field} must be a list of dicts, got {type(value).__name__}")
-    items = []
-    for i, item in enumerate(value):
-        if not isinstance(item, Mapping):
-            where = label.format(field=field, i=i)
-            raise TypeError(f"{where} must be a dict, got {type(item).__name__}")
-        items.append(dict(item))
-    return items
-
-
-def _str_dict(value: Any, field: str) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise TypeError(f"{field} must be a dict, got {type(value).__name__}")
-    return dict(value)
-
-
-def _as_dict(value: Any, field: str) -> Any:
-    if value is None or isinstance(value, Mapping):
-        return value
-    to_dict = getattr(value, "to_dict", None)
-    if callable(to_dict):
-        return to_dict()
-    raise ValidationError(f"{field} must be a dict or a config object, got {type(value).__name__}")
-
-
-def _path_arg(value: Any, field: str) -> str:
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{field} must be a path (str or os.PathLike), got {type(value).__name__}")
-    return os.fspath(value)
-
-
-class _AsyncArea:
-    """Shared plumbing: one native handle, calls run in Rust."""
-
-    __slots__ = ("_n",)
-
-    def __init__(self, native: Any) -> None:
-        self._n = native
-
-
-class AsyncAgentsApi(_AsyncArea):
+class AsyncAgentsApi(_Area):
     """Agent profiles: ``factory.agents``."""
 
     __slots__ = ()
@@ -167,7 +116,7 @@ class AsyncAgentsApi(_AsyncArea):
         return AgentProfile._from(await self._n.set_agent_enabled(_IS_ASYNC, agent_key, False, now_ms))
 
 
-class AsyncQueueApi(_AsyncArea):
+class AsyncQueueApi(_Area):
     """The per-conversation queue: ``factory.queue``."""
 
     __slots__ = ()
@@ -283,7 +232,7 @@ class AsyncQueueApi(_AsyncArea):
         return HydrationBundle._maybe(await self._n.operator_hydration_bundle(_IS_ASYNC, message_id, workspace_id))
 
 
-class AsyncWorkersApi(_AsyncArea):
+class AsyncWorkersApi(_Area):
     """The worker registry: ``factory.workers``."""
 
     __slots__ = ()
@@ -343,7 +292,7 @@ class AsyncWorkersApi(_AsyncArea):
         return WorkerStats._from(await self._n.worker_stats(_IS_ASYNC))
 
 
-class AsyncSecretsApi(_AsyncArea):
+class AsyncSecretsApi(_Area):
     """Encrypted, versioned secrets: ``factory.secrets``."""
 
     __slots__ = ()
@@ -371,7 +320,7 @@ class AsyncSecretsApi(_AsyncArea):
         return await self._n.reveal_secret(_IS_ASYNC, secret_ref)  # type: ignore[no-any-return]
 
 
-class AsyncSettingsApi(_AsyncArea):
+class AsyncSettingsApi(_Area):
     """Runtime settings stored in the database: ``factory.config``."""
 
     __slots__ = ()
@@ -409,7 +358,7 @@ class AsyncSettingsApi(_AsyncArea):
         self._n.set_config(_as_dict(config, "config"))
 
 
-class AsyncBlobsApi(_AsyncArea):
+class AsyncBlobsApi(_Area):
     """The content-addressed blob store beside the database: ``factory.blobs``."""
 
     __slots__ = ()
@@ -442,7 +391,7 @@ SnapshotReason = Literal["drain", "signal", "manual"]
 RestoreMode = Literal["replace", "merge"]
 
 
-class AsyncSnapshotsApi(_AsyncArea):
+class AsyncSnapshotsApi(_Area):
     """Workspace snapshots kept in the blob store: ``factory.snapshots``.
 
     A snapshot belongs to one ``(workspace_id, agent_key, conversation_id)``; the
@@ -632,7 +581,7 @@ def _scaling_arg(scaling: ScalingPolicy | Mapping[str, Any] | None) -> Any:
     return _as_dict(scaling, "scaling")
 
 
-class AsyncPoolApi(_AsyncArea):
+class AsyncPoolApi(_Area):
     """The autoscaled worker pool: ``factory.pool``.
 
     ``provider`` is a :class:`~agent_factory.LocalProvider` (worker subprocesses,
@@ -974,7 +923,8 @@ class AsyncWorkerHandle:
 class AsyncFactory:
     """An agent-factory database, opened from a path or ``":memory:"``.
 
-    Areas: ``agents``, ``queue``, ``workers``, ``pool``, ``snapshots``, ``secrets``, ``config``, ``blobs``;
+    Areas: ``agents``, ``queue``, ``workers``, ``pool``, ``snapshots``, ``secrets``, ``config``, ``blobs``,
+    ``identity``, ``templates``, ``push``, ``telegram``;
     ``worker(id)`` gives a worker handle. Handles on the same file in one process
     share one writer connection; several processes may share the file.
 
@@ -982,7 +932,10 @@ class AsyncFactory:
     survives any process crash. ``clock`` takes a :class:`ManualClock` for tests.
     """
 
-    __slots__ = ("_n", "agents", "queue", "workers", "pool", "snapshots", "secrets", "config", "blobs")
+    __slots__ = (
+        "_n", "agents", "queue", "workers", "pool", "snapshots", "secrets", "config", "blobs",
+        "identity", "templates", "push", "telegram",
+    )
 
     def __init__(
         self,
@@ -1005,6 +958,10 @@ class AsyncFactory:
         self.secrets = AsyncSecretsApi(native)
         self.config = AsyncSettingsApi(native)
         self.blobs = AsyncBlobsApi(native)
+        self.identity = AsyncIdentityApi(native)
+        self.templates = AsyncTemplatesApi(native)
+        self.push = AsyncPushApi(native)
+        self.telegram = AsyncTelegramApi(native)
 
     def worker(self, worker_id: str, *, mode: Literal["sticky", "pooled"] = "sticky") -> AsyncWorkerHandle:
         """A handle for one worker. ``sticky`` workers keep the conversation they first

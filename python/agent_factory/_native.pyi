@@ -340,3 +340,258 @@ class NativeFactory:
         poll_interval_ms: int = 1000,
         volume_attempts: int = 3,
     ) -> Any: ...
+
+    # -- identity (factory.identity) --
+    def bind_user_agent(
+        self,
+        is_async: bool,
+        consumer_user_id: str,
+        agent_key: str,
+        bot_identity: str | None = None,
+        source: str | None = None,
+        telegram_user_id: str | None = None,
+        telegram_chat_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def revoke_user_agent_binding(self, is_async: bool, consumer_user_id: str, now_ms: int | None = None) -> Any: ...
+    def resolve_agent_for_user(self, is_async: bool, consumer_user_id: str) -> Any: ...
+    def resolve_agent_for_telegram(
+        self,
+        is_async: bool,
+        bot_identity: str | None = None,
+        telegram_user_id: str | None = None,
+        telegram_chat_id: str | None = None,
+    ) -> Any: ...
+    def get_user_agent_binding(self, is_async: bool, consumer_user_id: str) -> Any: ...
+    def list_user_bindings(self, is_async: bool, consumer_user_id: str, limit: int = 100) -> Any: ...
+    def create_pairing_code(
+        self, is_async: bool, consumer_user_id: str, agent_key: str, ttl_ms: int | None = None, now_ms: int | None = None
+    ) -> Any: ...
+    def consume_pairing_code(
+        self,
+        is_async: bool,
+        code: str,
+        bot_identity: str | None,
+        telegram_user_id: str,
+        telegram_chat_id: str,
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def pairing_code_status(self, is_async: bool, code: str, now_ms: int | None = None) -> Any: ...
+    def list_user_agents(
+        self, is_async: bool, consumer_user_id: str, include_disabled: bool = True, now_ms: int | None = None
+    ) -> Any: ...
+    def get_user_agent(self, is_async: bool, consumer_user_id: str, agent_key: str, now_ms: int | None = None) -> Any: ...
+    def active_user_agent(self, is_async: bool, consumer_user_id: str, now_ms: int | None = None) -> Any: ...
+    def user_agents_overview(self, is_async: bool, consumer_user_id: str, now_ms: int | None = None) -> Any: ...
+    def create_user_agent_pairing(
+        self, is_async: bool, consumer_user_id: str, agent_key: str, ttl_ms: int | None = None, now_ms: int | None = None
+    ) -> Any: ...
+    def user_agent_pairing_status(
+        self, is_async: bool, consumer_user_id: str, agent_key: str, now_ms: int | None = None
+    ) -> Any: ...
+    def list_queue_items_for_user_agent(
+        self,
+        is_async: bool,
+        consumer_user_id: str,
+        agent_key: str,
+        statuses: list[str] | None = None,
+        limit: int = 100,
+    ) -> Any: ...
+    def list_queue_items_for_conversation(self, is_async: bool, conversation_id: str, limit: int = 100) -> Any: ...
+    def user_agent_conversation_view(
+        self, is_async: bool, consumer_user_id: str, agent_key: str, limit: int = 100
+    ) -> Any: ...
+    def send_message_to_user_agent(
+        self,
+        is_async: bool,
+        consumer_user_id: str,
+        agent_key: str,
+        content: str,
+        metadata: dict[str, Any] | None = None,
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def list_snapshots_for_user_agent(
+        self,
+        is_async: bool,
+        consumer_user_id: str,
+        agent_key: str,
+        limit: int | None = None,
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def latest_snapshot_for_user_agent(
+        self, is_async: bool, consumer_user_id: str, agent_key: str, now_ms: int | None = None
+    ) -> Any: ...
+
+    # -- templates (factory.templates) --
+    def create_message_template(
+        self,
+        is_async: bool,
+        title: str,
+        text: str,
+        tags: list[str],
+        actor_user_id: str,
+        enabled: bool = True,
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def update_message_template(
+        self,
+        is_async: bool,
+        template_id: str,
+        actor_user_id: str,
+        title: str | None = None,
+        text: str | None = None,
+        tags: list[str] | None = None,
+        enabled: bool | None = None,
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def delete_message_template(self, is_async: bool, template_id: str) -> Any: ...
+    def get_message_template(self, is_async: bool, template_id: str) -> Any: ...
+    def list_message_templates(self, is_async: bool, include_disabled: bool = False, limit: int = 100) -> Any: ...
+    def send_message_template_to_user_agent(
+        self,
+        is_async: bool,
+        consumer_user_id: str,
+        agent_key: str,
+        template_id: str,
+        metadata: dict[str, Any] | None = None,
+        now_ms: int | None = None,
+    ) -> Any: ...
+
+    # -- push (factory.push) --
+    def push_next_run_at(self, is_async: bool, schedule: dict[str, Any], timezone: str, after_ms: int) -> Any: ...
+    def push_create_template(
+        self,
+        is_async: bool,
+        company_id: str,
+        template_key: str,
+        title: str,
+        text: str,
+        periodicity: str,
+        suggested_times: list[dict[str, Any]],
+        enabled: bool,
+        actor_user_id: str,
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def push_update_template(
+        self,
+        is_async: bool,
+        template_id: str,
+        actor_user_id: str,
+        title: str | None = None,
+        text: str | None = None,
+        periodicity: str | None = None,
+        suggested_times: list[dict[str, Any]] | None = None,
+        enabled: bool | None = None,
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def push_delete_template(self, is_async: bool, template_id: str) -> Any: ...
+    def push_get_template(self, is_async: bool, template_id: str) -> Any: ...
+    def push_list_templates(self, is_async: bool, company_id: str, include_disabled: bool) -> Any: ...
+    def push_create_job(
+        self,
+        is_async: bool,
+        company_id: str,
+        consumer_user_id: str,
+        title: str,
+        text: str,
+        timezone: str,
+        schedule: dict[str, Any],
+        periodicity: str | None,
+        enabled: bool,
+        agent_key: str | None = None,
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def push_create_job_from_template(
+        self,
+        is_async: bool,
+        company_id: str,
+        consumer_user_id: str,
+        template_id: str,
+        timezone: str,
+        schedule: dict[str, Any] | None,
+        enabled: bool,
+        agent_key: str | None = None,
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def push_update_job(
+        self,
+        is_async: bool,
+        job_id: str,
+        title: str | None = None,
+        text: str | None = None,
+        periodicity: str | None = None,
+        timezone: str | None = None,
+        schedule: dict[str, Any] | None = None,
+        enabled: bool | None = None,
+        agent_key: str | None = None,
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def push_set_job_enabled(
+        self, is_async: bool, job_id: str, enabled: bool, agent_key: str | None = None, now_ms: int | None = None
+    ) -> Any: ...
+    def push_delete_job(self, is_async: bool, job_id: str, agent_key: str | None = None) -> Any: ...
+    def push_get_job(self, is_async: bool, job_id: str, agent_key: str | None = None) -> Any: ...
+    def push_list_jobs_for_user(self, is_async: bool, consumer_user_id: str, include_disabled: bool) -> Any: ...
+    def push_list_jobs_for_agent(
+        self, is_async: bool, consumer_user_id: str, agent_key: str, include_disabled: bool
+    ) -> Any: ...
+    def push_trigger_now(
+        self, is_async: bool, job_id: str, agent_key: str | None = None, now_ms: int | None = None
+    ) -> Any: ...
+    def push_dispatch_due(self, is_async: bool, limit: int | None = None, now_ms: int | None = None) -> Any: ...
+    def push_list_dispatches(self, is_async: bool, job_id: str, limit: int | None = None) -> Any: ...
+    def push_list_dispatches_for_agent(
+        self, is_async: bool, consumer_user_id: str, agent_key: str, limit: int | None = None
+    ) -> Any: ...
+    def push_send_broadcast(
+        self, is_async: bool, company_id: str, title: str, text: str, requested_by: str, now_ms: int | None = None
+    ) -> Any: ...
+    def push_get_broadcast(self, is_async: bool, broadcast_id: str) -> Any: ...
+    def push_list_broadcasts(self, is_async: bool, company_id: str, limit: int | None = None) -> Any: ...
+    def push_list_broadcast_dispatches(
+        self, is_async: bool, broadcast_id: str, status: str | None = None, limit: int | None = None
+    ) -> Any: ...
+    def push_user_agent_push_stats(self, is_async: bool, consumer_user_id: str, agent_key: str) -> Any: ...
+    def push_user_agent_conversation_stats(self, is_async: bool, consumer_user_id: str, agent_key: str) -> Any: ...
+    def push_user_agent_usage_stats(self, is_async: bool, consumer_user_id: str, agent_key: str) -> Any: ...
+
+    # -- telegram (factory.telegram) --
+    def telegram_api_config(self, is_async: bool) -> Any: ...
+    def set_telegram_api_config(self, is_async: bool, changes: dict[str, Any], now_ms: int | None = None) -> Any: ...
+    def ingest_telegram_update(
+        self,
+        is_async: bool,
+        update: dict[str, Any] | str | bytes,
+        agent_key: str | None = None,
+        bot_identity: str | None = None,
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def handle_telegram_webhook(
+        self, is_async: bool, body: bytes | str, secret_token: str | None, agent_key: str, now_ms: int | None = None
+    ) -> Any: ...
+    def configure_telegram_webhook(
+        self, is_async: bool, agent_key: str, public_base_url: str, path: str, now_ms: int | None = None
+    ) -> Any: ...
+    def telegram_webhook_status(self, is_async: bool, agent_key: str, now_ms: int | None = None) -> Any: ...
+    def delete_telegram_webhook(
+        self, is_async: bool, agent_key: str, drop_pending_updates: bool = False, now_ms: int | None = None
+    ) -> Any: ...
+    def import_telegram_token(
+        self,
+        is_async: bool,
+        consumer_user_id: str,
+        agent_key: str,
+        token: str,
+        metadata: dict[str, Any] | None = None,
+        now_ms: int | None = None,
+    ) -> Any: ...
+    def reconcile_telegram_bot_identity(
+        self, is_async: bool, agent_key: str, secret_ref: str | None = None, now_ms: int | None = None
+    ) -> Any: ...
+    def telegram_onboarding_state(
+        self, is_async: bool, consumer_user_id: str, agent_key: str, now_ms: int | None = None
+    ) -> Any: ...
+    def telegram_readiness(self, is_async: bool, consumer_user_id: str, agent_key: str) -> Any: ...
+    def provider_readiness(self, is_async: bool) -> Any: ...
+    def expire_old_telegram_attachments(self, is_async: bool, limit: int = 100, now_ms: int | None = None) -> Any: ...

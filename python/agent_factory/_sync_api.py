@@ -2,8 +2,8 @@
 # source and rerun the script (CI fails if this file is stale).
 """The blocking API of agent-factory.
 
-Generated from ``_async_api.py`` (the single source of the public API). Every
-method runs in Rust with the GIL released, so other Python threads keep running.
+Generated from ``_async_api.py`` (the single source). Every method runs in
+Rust with the GIL released, so other Python threads keep running.
 """
 from __future__ import annotations
 import builtins
@@ -11,59 +11,17 @@ import os
 from typing import Any, Iterable, Literal, Mapping, Sequence, overload
 from . import _guard, _native
 from ._pacing import AsyncPacer, Pacer, check_run_args
-from ._types import AgentProfile, AppendResult, Claim, CleanupReport, ControlRun, ControlState, ConversationCounts, ConversationView, DirectorySnapshot, FailOutcome, Heartbeats, HydrationBundle, ImportedSecret, Job, MessageConfig, PoolReport, PoolStatus, ProviderConfig, QueueStats, ReleaseOutcome, RestoredSnapshot, SecretStatus, Snapshot, SnapshotExpiry, SnapshotUpload, TickReport, Worker, WorkerStats
+from ._control_types import ControlRun, TickReport
+from ._types import AgentProfile, AppendResult, Claim, CleanupReport, ControlState, ConversationCounts, ConversationView, DirectorySnapshot, FailOutcome, Heartbeats, HydrationBundle, ImportedSecret, Job, MessageConfig, PoolReport, PoolStatus, ProviderConfig, QueueStats, ReleaseOutcome, RestoredSnapshot, SecretStatus, Snapshot, SnapshotExpiry, SnapshotUpload, Worker, WorkerStats
 from .config import Config, FlyProvider, LocalProvider, ScalingPolicy
+from ._area import _KEEP, _Area, _as_dict, _dict_list, _path_arg, _str_dict, _str_list
+from ._sync_identity import IdentityApi
+from ._sync_push import PushApi
+from ._sync_telegram import TelegramApi
+from ._sync_templates import TemplatesApi
 from .errors import ValidationError
 _IS_ASYNC = False
-_KEEP: Any = object()
-__all__ = ['Factory', 'AgentsApi', 'QueueApi', 'WorkersApi', 'SecretsApi', 'SettingsApi', 'BlobsApi', 'SnapshotsApi', 'PoolApi', 'ControlLoop', 'WorkerHandle']
-
-def _str_list(value: Any, field: str) -> list[str]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise TypeError(f'{field} must be a list of strings, got {type(value).__name__}')
-    items = list(value)
-    for i, item in enumerate(items):
-        if not isinstance(item, str):
-            raise TypeError(f'{field}[{i}] must be a string, got {type(item).__name__}')
-    return items
-
-def _dict_list(value: Any, field: str, label: str='{field}[{i}]') -> list[dict[str, Any]]:
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
-        raise TypeError(f'{field} must be a list of dicts, got {type(value).__name__}')
-    items = []
-    for i, item in enumerate(value):
-        if not isinstance(item, Mapping):
-            where = label.format(field=field, i=i)
-            raise TypeError(f'{where} must be a dict, got {type(item).__name__}')
-        items.append(dict(item))
-    return items
-
-def _str_dict(value: Any, field: str) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise TypeError(f'{field} must be a dict, got {type(value).__name__}')
-    return dict(value)
-
-def _as_dict(value: Any, field: str) -> Any:
-    if value is None or isinstance(value, Mapping):
-        return value
-    to_dict = getattr(value, 'to_dict', None)
-    if callable(to_dict):
-        return to_dict()
-    raise ValidationError(f'{field} must be a dict or a config object, got {type(value).__name__}')
-
-def _path_arg(value: Any, field: str) -> str:
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f'{field} must be a path (str or os.PathLike), got {type(value).__name__}')
-    return os.fspath(value)
-
-class _Area:
-    """Shared plumbing: one native handle, calls run in Rust."""
-    __slots__ = ('_n',)
-
-    def __init__(self, native: Any) -> None:
-        self._n = native
+__all__ = ['Factory', 'AgentsApi', 'QueueApi', 'WorkersApi', 'SecretsApi', 'SettingsApi', 'BlobsApi', 'SnapshotsApi', 'PoolApi', 'ControlLoop', 'WorkerHandle', 'IdentityApi', 'TemplatesApi', 'PushApi', 'TelegramApi']
 
 class AgentsApi(_Area):
     """Agent profiles: ``factory.agents``."""
@@ -688,14 +646,15 @@ class WorkerHandle:
 class Factory:
     """An agent-factory database, opened from a path or ``":memory:"``.
 
-    Areas: ``agents``, ``queue``, ``workers``, ``pool``, ``snapshots``, ``secrets``, ``config``, ``blobs``;
+    Areas: ``agents``, ``queue``, ``workers``, ``pool``, ``snapshots``, ``secrets``, ``config``, ``blobs``,
+    ``identity``, ``templates``, ``push``, ``telegram``;
     ``worker(id)`` gives a worker handle. Handles on the same file in one process
     share one writer connection; several processes may share the file.
 
     ``durable=True`` fsyncs every commit (survives power loss); the default
     survives any process crash. ``clock`` takes a :class:`ManualClock` for tests.
     """
-    __slots__ = ('_n', 'agents', 'queue', 'workers', 'pool', 'snapshots', 'secrets', 'config', 'blobs')
+    __slots__ = ('_n', 'agents', 'queue', 'workers', 'pool', 'snapshots', 'secrets', 'config', 'blobs', 'identity', 'templates', 'push', 'telegram')
 
     def __init__(self, path: str | os.PathLike[str]=':memory:', *, durable: bool=False, journal_mode: Literal['auto', 'wal', 'delete']='auto', config: Config | None=None, clock: _native.ManualClock | None=None) -> None:
         native = _guard.construct(_native.NativeFactory, os.fspath(path), durable, journal_mode, _as_dict(config, 'config'), clock)
@@ -708,6 +667,10 @@ class Factory:
         self.secrets = SecretsApi(native)
         self.config = SettingsApi(native)
         self.blobs = BlobsApi(native)
+        self.identity = IdentityApi(native)
+        self.templates = TemplatesApi(native)
+        self.push = PushApi(native)
+        self.telegram = TelegramApi(native)
 
     def worker(self, worker_id: str, *, mode: Literal['sticky', 'pooled']='sticky') -> WorkerHandle:
         """A handle for one worker. ``sticky`` workers keep the conversation they first

@@ -16,6 +16,7 @@ __all__ = [
     "InvalidStateError",
     "ProviderError",
     "StorageError",
+    "AuthenticationError",
 ]
 
 
@@ -45,3 +46,8 @@ class ProviderError(AgentFactoryError):
 
 class StorageError(AgentFactoryError):
     """SQLite, the blob store or the file system failed."""
+
+
+class AuthenticationError(AgentFactoryError, PermissionError):
+    """The caller could not prove who it is, e.g. a Telegram webhook request whose
+    ``X-Telegram-Bot-Api-Secret-Token`` is missing or wrong. Nothing was written."""

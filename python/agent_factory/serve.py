@@ -26,7 +26,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from ._sync_api import Factory
-from ._types import ControlRun, TickReport
+from ._control_types import ControlRun, TickReport
 from .config import FlyProvider, LocalProvider, ScalingPolicy
 from .errors import ValidationError
 

@@ -8,7 +8,9 @@ these fixtures available everywhere:
 - ``factory``: a :class:`Factory` on that path, driven by ``manual_clock``;
 - ``async_factory``: an :class:`AsyncFactory` on the same file and clock;
 - ``fake_fly``: a running :class:`FakeFly` (fake Fly Machines API on loopback,
-  app ``agent-factory-workers-test``, token ``fly-token``), closed after the test.
+  app ``agent-factory-workers-test``, token ``fly-token``), closed after the test;
+- ``fake_telegram``: a running :class:`FakeTelegram` (fake Telegram Bot API on
+  loopback with one bot), closed after the test.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import pytest
 
 from . import AsyncFactory, Factory, ManualClock
 from .fakes.fly import FakeFly
+from .fakes.telegram import FakeTelegram
 
-__all__ = ["EPOCH_2026_MS", "FakeFly"]
+__all__ = ["EPOCH_2026_MS", "FakeFly", "FakeTelegram"]
 
 #: 2026-01-01T00:00:00Z, the default start of ``manual_clock``.
 EPOCH_2026_MS = 1_767_225_600_000
@@ -55,4 +58,11 @@ def async_factory(factory_path: Path, manual_clock: ManualClock) -> AsyncFactory
 def fake_fly() -> Iterator[FakeFly]:
     """A fake Fly Machines API on loopback; point ``FlyMachines(base_url=fake_fly.base_url)`` at it."""
     with FakeFly() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_telegram() -> Iterator[FakeTelegram]:
+    """A fake Telegram Bot API on loopback; point ``factory.telegram.set_api_config(base_url=fake_telegram.base_url)`` at it."""
+    with FakeTelegram() as fake:
         yield fake

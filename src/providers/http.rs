@@ -24,13 +24,13 @@ use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::blocking::Client;
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
 use crate::error::{ProviderError, ProviderErrorKind, ProviderResult};
 use crate::providers::classify::is_retryable_status;
-pub use crate::providers::retry::{parse_retry_after, RetryPolicy};
+pub use crate::providers::retry::{parse_retry_after, retry_after_header, RetryPolicy};
 
 /// Characters kept as-is in a path segment: RFC 3986 unreserved.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -169,7 +169,11 @@ fn tls_config(https: bool) -> ProviderResult<rustls::ClientConfig> {
     Ok(config)
 }
 
-fn build_client(timeout: Duration, https: bool, bypass_proxy: bool) -> ProviderResult<Client> {
+pub(crate) fn build_client(
+    timeout: Duration,
+    https: bool,
+    bypass_proxy: bool,
+) -> ProviderResult<Client> {
     let mut builder = Client::builder()
         .tls_backend_preconfigured(tls_config(https)?)
         .timeout(timeout)
@@ -187,7 +191,7 @@ fn build_client(timeout: Duration, https: bool, bypass_proxy: bool) -> ProviderR
     })
 }
 
-fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     let Some(host) = url.host_str() else {
         return false;
     };
@@ -199,7 +203,7 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 /// The error chain of a transport failure as one line.
-fn chain(err: &reqwest::Error) -> String {
+pub(crate) fn chain(err: &reqwest::Error) -> String {
     let mut out = err.to_string();
     let mut source = std::error::Error::source(err);
     while let Some(s) = source {
@@ -340,11 +344,7 @@ impl HttpClient {
             Err(e) => return transport(e),
         };
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+        let retry_after = retry_after_header(&resp);
         let text = match resp.text() {
             Ok(t) => t,
             Err(e) => return transport(e),

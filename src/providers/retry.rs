@@ -66,6 +66,14 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(secs).ok()
 }
 
+/// The `Retry-After` header of a response, parsed (delta-seconds; see [`parse_retry_after`]).
+pub fn retry_after_header(resp: &reqwest::blocking::Response) -> Option<Duration> {
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
 /// A small policy for unit tests (5 retries, 100 ms doubling to 1 s, `Retry-After` capped at 5 s).
 #[cfg(test)]
 pub(crate) fn test_policy() -> RetryPolicy {

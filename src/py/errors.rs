@@ -15,6 +15,7 @@ pyo3::import_exception!(agent_factory.errors, ConflictError);
 pyo3::import_exception!(agent_factory.errors, InvalidStateError);
 pyo3::import_exception!(agent_factory.errors, ProviderError);
 pyo3::import_exception!(agent_factory.errors, StorageError);
+pyo3::import_exception!(agent_factory.errors, AuthenticationError);
 
 /// Map a core error to its Python exception.
 pub fn to_py(err: Error) -> PyErr {
@@ -25,6 +26,7 @@ pub fn to_py(err: Error) -> PyErr {
         Error::InvalidState(m) => InvalidStateError::new_err(m),
         Error::Provider(m) => ProviderError::new_err(m),
         Error::Storage(m) => StorageError::new_err(m),
+        Error::Unauthorized(m) => AuthenticationError::new_err(m),
     }
 }
 

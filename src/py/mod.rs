@@ -6,12 +6,16 @@ mod control;
 mod convert;
 mod errors;
 mod factory;
+mod identity;
 mod pool;
 mod providers;
+mod push;
 mod queue;
 mod run;
 mod runtime;
 mod snapshots;
+mod telegram;
+mod templates;
 mod workers;
 
 use pyo3::prelude::*;

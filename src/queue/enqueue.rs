@@ -182,6 +182,17 @@ impl Factory {
             .map(ids::message_id)
     }
 
+    /// Enqueue one message inside the caller's transaction `tx` (push dispatch,
+    /// broadcasts, template sends and Telegram ingestion write their audit rows
+    /// in the same transaction). Same checks as [`Factory::enqueue`]; returns the
+    /// message id.
+    pub(crate) fn enqueue_within(&self, tx: &Tx, req: &EnqueueRequest, now: i64) -> Result<String> {
+        check_request(req)?;
+        let cfg = self.config();
+        let batch = self.batch(tx, &cfg, now)?;
+        enqueue_in(tx, &batch, req, &mut Seen::default()).map(ids::message_id)
+    }
+
     /// Enqueue many messages in one transaction: all or nothing. Ids come back in
     /// input order; an error names the (0-based) item.
     pub fn enqueue_many(

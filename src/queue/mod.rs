@@ -18,7 +18,7 @@ mod enqueue;
 pub mod payload;
 mod recovery;
 mod settle;
-mod stats;
+pub(crate) mod stats;
 #[cfg(test)]
 mod tests;
 

@@ -100,10 +100,12 @@ pub struct ConversationView {
     pub last_assistant_message_at: Option<i64>,
 }
 
-const JOB_COLUMNS: &str = "m.id, c.conversation_id, m.agent_key, m.status, m.priority, m.scheduled_for, m.next_retry_at, \
+/// Columns of a [`JobView`] over `messages m JOIN conversations c`.
+pub(crate) const JOB_COLUMNS: &str = "m.id, c.conversation_id, m.agent_key, m.status, m.priority, m.scheduled_for, m.next_retry_at, \
     m.attempts, m.max_attempts, m.last_error, m.claimed_by, m.lease_expires_at, m.created_at, m.finished_at, m.payload";
 
-fn job_from_row(r: &Row<'_>) -> rusqlite::Result<(JobView, String)> {
+/// A [`JobView`] from [`JOB_COLUMNS`], with its raw payload (parsed by [`collect_jobs`]).
+pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<(JobView, String)> {
     Ok((
         JobView {
             message_id: ids::message_id(r.get(0)?),
@@ -126,7 +128,8 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<(JobView, String)> {
     ))
 }
 
-fn collect_jobs(rows: Vec<(JobView, String)>) -> Result<Vec<JobView>> {
+/// Parse the payloads of rows read by [`job_from_row`].
+pub(crate) fn collect_jobs(rows: Vec<(JobView, String)>) -> Result<Vec<JobView>> {
     rows.into_iter()
         .map(|(mut j, p)| {
             j.payload = serde_json::from_str(&p)?;

@@ -82,6 +82,55 @@ pub(crate) fn first_active(
     Ok(None)
 }
 
+/// Import a new active version of `secret_ref` inside the caller's transaction
+/// (the caller has validated the ref, the value and the metadata).
+pub(crate) fn import_in(
+    tx: &Tx,
+    key: &MasterKey,
+    secret_ref: &str,
+    plaintext: &str,
+    metadata: Option<&Map<String, Value>>,
+    now: i64,
+) -> Result<ImportedSecret> {
+    let (max_version, active): (Option<i64>, Option<i64>) = tx.query_row(
+        "SELECT max(version), max(CASE WHEN active = 1 THEN version END) FROM secrets WHERE secret_ref = ?1",
+        [secret_ref],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let version = max_version.unwrap_or(0) + 1;
+    let sealed = key.seal(secret_ref, version, plaintext)?;
+    tx.execute(
+        "UPDATE secrets SET active = 0 WHERE secret_ref = ?1 AND active = 1",
+        [secret_ref],
+    )?;
+    let meta = metadata.map(|m| Value::Object(m.clone()).to_string());
+    tx.execute(
+        "INSERT INTO secrets(secret_ref, version, algorithm, key_id, nonce, ciphertext, active, rotated_from, metadata, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9)",
+        params![secret_ref, version, ALGORITHM, key.key_id(), sealed.nonce, sealed.ciphertext, active, meta, now],
+    )?;
+    Ok(ImportedSecret {
+        secret_id: tx.last_insert_rowid(),
+        secret_ref: secret_ref.to_string(),
+        version,
+    })
+}
+
+/// The metadata of the active version of `secret_ref`, if any.
+pub(crate) fn active_metadata(tx: &Tx, secret_ref: &str) -> Result<Option<Map<String, Value>>> {
+    let text: Option<Option<String>> = tx
+        .prepare_cached("SELECT metadata FROM secrets WHERE secret_ref = ?1 AND active = 1")?
+        .query_row([secret_ref], |r| r.get(0))
+        .optional()?;
+    match text.flatten() {
+        None => Ok(None),
+        Some(t) => match serde_json::from_str(&t)? {
+            Value::Object(m) => Ok(Some(m)),
+            _ => Ok(None),
+        },
+    }
+}
+
 impl Factory {
     /// Import a new version of a secret and make it the active one.
     pub fn import_secret(
@@ -111,23 +160,8 @@ impl Factory {
             }
         }
         let now = self.now(now_ms)?;
-        self.store.write(|tx| {
-            let (max_version, active): (Option<i64>, Option<i64>) = tx.query_row(
-                "SELECT max(version), max(CASE WHEN active = 1 THEN version END) FROM secrets WHERE secret_ref = ?1",
-                [secret_ref],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            let version = max_version.unwrap_or(0) + 1;
-            let sealed = self.key.seal(secret_ref, version, plaintext)?;
-            tx.execute("UPDATE secrets SET active = 0 WHERE secret_ref = ?1 AND active = 1", [secret_ref])?;
-            let meta = metadata.as_ref().map(|m| Value::Object(m.clone()).to_string());
-            tx.execute(
-                "INSERT INTO secrets(secret_ref, version, algorithm, key_id, nonce, ciphertext, active, rotated_from, metadata, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9)",
-                params![secret_ref, version, ALGORITHM, self.key.key_id(), sealed.nonce, sealed.ciphertext, active, meta, now],
-            )?;
-            Ok(ImportedSecret { secret_id: tx.last_insert_rowid(), secret_ref: secret_ref.to_string(), version })
-        })
+        self.store
+            .write(|tx| import_in(tx, &self.key, secret_ref, plaintext, metadata.as_ref(), now))
     }
 
     /// Status of each reference, in the order given.

@@ -219,8 +219,17 @@ CREATE TABLE leases (
 );
 "#;
 
+/// Migration 4: identity bindings, pairing codes, message templates.
+const V4: &str = include_str!("schema/v4_identity.sql");
+
+/// Migration 5: push templates, jobs, dispatches, broadcasts.
+const V5: &str = include_str!("schema/v5_push.sql");
+
+/// Migration 6: Telegram ingestion.
+const V6: &str = include_str!("schema/v6_telegram.sql");
+
 /// All migrations in order; index + 1 is the resulting `user_version`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// Latest schema version this build knows.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -186,10 +186,16 @@ pub fn validate_worker_id(worker_id: &str) -> Result<()> {
 pub const STARTUP_GRACE_MS: i64 = 90_000;
 
 impl Worker {
-    /// Whether the worker has not been heard from since it was registered (a
-    /// spawned worker still starting).
+    /// Whether the worker is a pool-spawned worker (pre-assigned with its
+    /// `spawn:<id>` lease) that has not been heard from since it was registered:
+    /// one still starting.
     pub fn never_contacted(&self) -> bool {
-        self.last_claim_at.is_none() && self.heartbeat_at == self.created_at
+        self.last_claim_at.is_none()
+            && self.heartbeat_at == self.created_at
+            && self
+                .assignment
+                .as_ref()
+                .is_some_and(|a| a.lease_id == crate::ids::spawn_lease_id(&self.worker_id))
     }
 
     /// When the worker's idle shutdown falls due: its shutdown time, plus
@@ -287,8 +293,8 @@ pub fn control_state_of(worker: Option<&Worker>, now: i64, stale_after_ms: i64) 
 
 /// Refresh an active worker's heartbeat (a sign of life while idle).
 ///
-/// A worker's first contact (a spawned worker that has neither been heard from
-/// nor claimed) starts its idle clock: the shutdown time set at registration
+/// A spawned worker's first contact (pre-assigned, neither heard from nor
+/// claimed yet; see [`Worker::never_contacted`]) starts its idle clock: the shutdown time set at registration
 /// moves by the time the worker took to start, so a slow start is not counted
 /// as idleness.
 pub(crate) fn touch_in(tx: &Tx, worker_id: &str, now: i64) -> Result<bool> {
@@ -296,6 +302,7 @@ pub(crate) fn touch_in(tx: &Tx, worker_id: &str, now: i64) -> Result<bool> {
         .prepare_cached(
             "UPDATE workers SET heartbeat_at = ?2,
                scheduled_shutdown_at = CASE WHEN heartbeat_at = created_at AND last_claim_at IS NULL
+                                                 AND assignment_lease_id = 'spawn:' || worker_id
                                             THEN scheduled_shutdown_at + (?2 - created_at)
                                             ELSE scheduled_shutdown_at END
              WHERE worker_id = ?1 AND status = 'active' AND heartbeat_at < ?2",

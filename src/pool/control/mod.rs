@@ -1,5 +1,6 @@
-//! The pool's control loop: one component that runs lease recovery,
-//! reconcile, idle shutdown and snapshot expiry when each is due, and a
+//! The pool's control loop: one component that runs lease recovery, push
+//! dispatch, reconcile, idle shutdown and the expiry sweep (snapshots and
+//! Telegram attachments) when each is due, and a
 //! database lease so that two loops — in two threads or two processes — never
 //! act at once (spec §5.5 and weakness 3: the original scheduled overlapping,
 //! self-perpetuating reconcile chains).
@@ -27,7 +28,8 @@
 //!   and as soon as demand appears (see [`ControlLoop::tick`]); idle shutdown
 //!   when a worker's shutdown time or drain deadline passed, sooner while
 //!   workers wait on a snapshot or the provider, and at least every
-//!   `idle_check_interval_ms`; the expiry sweep every `sweep_interval_ms`.
+//!   `idle_check_interval_ms`; the expiry sweep every `sweep_interval_ms`;
+//!   push dispatch every tick (each slot is enqueued once, whoever dispatches).
 
 mod report;
 mod schedule;
@@ -61,6 +63,9 @@ pub const PENDING_CHECK_INTERVAL_MS: i64 = 5_000;
 pub const RETRY_BASE_MS: i64 = 1_000;
 /// Snapshots expired per sweep.
 pub const SWEEP_LIMIT: i64 = 1_000;
+
+/// Due push jobs dispatched per tick (the rest go in the next tick).
+pub const PUSH_LIMIT: i64 = 200;
 
 /// How a control loop identifies itself and paces its steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,6 +262,15 @@ impl ControlLoop {
             }
         }
 
+        // Push dispatch: every tick, so a slot is sent within a tick of falling due.
+        if !lost.get() {
+            report.ran.push(Step::Push);
+            match fence().and_then(|()| f.dispatch_due_push_jobs(Some(PUSH_LIMIT), Some(now))) {
+                Ok(r) => report.push = Some(r),
+                Err(e) => report.errors.push(format!("push: {e}")),
+            }
+        }
+
         let mut schedule = self.schedule.clone();
         let mut reconciled = false;
         if !lost.get() {
@@ -353,10 +367,17 @@ impl ControlLoop {
 
         if !lost.get() && schedule.sweep.due(now, self.options.sweep_interval_ms) {
             report.ran.push(Step::Sweep);
-            match fence().and_then(|()| f.expire_old_snapshots(SWEEP_LIMIT, Some(now))) {
+            let swept = fence()
+                .and_then(|()| f.expire_old_snapshots(SWEEP_LIMIT, Some(now)))
+                .and_then(|snapshots| {
+                    report.expiry = Some(snapshots);
+                    fence()?;
+                    f.expire_old_telegram_attachments(SWEEP_LIMIT, Some(now))
+                });
+            match swept {
                 Ok(e) => {
                     schedule.sweep.succeeded(now);
-                    report.expiry = Some(e);
+                    report.attachment_expiry = Some(e);
                 }
                 Err(e) => {
                     schedule.sweep.failed(now, self.options.sweep_interval_ms);

@@ -6,8 +6,10 @@
 use serde::Serialize;
 
 use crate::pool::PoolReport;
+use crate::push::DispatchReport;
 use crate::queue::ReleaseOutcome;
 use crate::snapshots::SnapshotExpiry;
+use crate::telegram::AttachmentExpiry;
 
 /// A step of a tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -19,7 +21,9 @@ pub enum Step {
     Reconcile,
     /// An idle-shutdown cycle.
     IdleShutdown,
-    /// Snapshot expiry.
+    /// Due push jobs dispatched (every tick; one index read when nothing is due).
+    Push,
+    /// Expiry of snapshots and Telegram attachments.
     Sweep,
 }
 
@@ -68,13 +72,17 @@ pub struct TickReport {
     pub reconcile: Option<PoolReport>,
     /// The idle-shutdown cycle's report.
     pub idle_shutdown: Option<PoolReport>,
+    /// The push dispatch pass.
+    pub push: Option<DispatchReport>,
     /// The snapshot expiry sweep.
     pub expiry: Option<SnapshotExpiry>,
+    /// The Telegram attachment expiry sweep.
+    pub attachment_expiry: Option<AttachmentExpiry>,
     /// Failed steps (each retried later), prefixed with the step.
     pub errors: Vec<String>,
     /// Whether the tick changed anything or has something to say: a lease
-    /// change, recovered jobs, spawned/drained/torn-down workers, expired
-    /// snapshots, warnings or errors.
+    /// change, recovered jobs, spawned/drained/torn-down workers, dispatched
+    /// push slots, expired snapshots or attachments, warnings or errors.
     pub did_something: bool,
     /// The latest time the next tick should run (something falls due, or the
     /// lease needs renewing); a loop also ticks more often to notice demand.
@@ -99,7 +107,9 @@ impl TickReport {
             released: None,
             reconcile: None,
             idle_shutdown: None,
+            push: None,
             expiry: None,
+            attachment_expiry: None,
             errors: Vec::new(),
             did_something: false,
             next_tick_at: at,
@@ -125,8 +135,16 @@ impl TickReport {
             || cycle_changed(&self.reconcile)
             || cycle_changed(&self.idle_shutdown)
             || self
+                .push
+                .as_ref()
+                .is_some_and(|p| p.enqueued + p.failed > 0)
+            || self
                 .expiry
                 .as_ref()
-                .is_some_and(|e| e.expired + e.failed + e.blobs_deleted > 0);
+                .is_some_and(|e| e.expired + e.failed + e.blobs_deleted > 0)
+            || self
+                .attachment_expiry
+                .as_ref()
+                .is_some_and(|e| e.expired + e.blobs_deleted + e.updates_pruned > 0);
     }
 }

@@ -88,7 +88,7 @@ fn a_tenure_starts_with_every_step_then_idles_until_something_is_due() {
     assert!(r.acting && r.took_over && r.did_something);
     assert_eq!(
         r.ran,
-        vec![Step::Recovery, Step::Reconcile, Step::Sweep],
+        vec![Step::Recovery, Step::Push, Step::Reconcile, Step::Sweep],
         "a new tenure looks at everything"
     );
     assert_eq!(r.reconcile_reason, Some(ReconcileReason::Start));
@@ -105,7 +105,7 @@ fn a_tenure_starts_with_every_step_then_idles_until_something_is_due() {
 
     let r = c.tick(&f, &target(&p), &policy(), Some(T0 + 500)).unwrap();
     assert!(r.acting && !r.took_over && !r.did_something);
-    assert_eq!(r.ran, vec![Step::Recovery]);
+    assert_eq!(r.ran, vec![Step::Recovery, Step::Push]);
     assert_eq!(r.active_conversations, Some(0));
     assert_eq!(p.calls("list"), 1, "nothing due: no provider call");
 }
@@ -123,7 +123,7 @@ fn an_enqueue_is_reconciled_at_the_next_tick() {
     assert!(r.did_something);
     // Covered now: the next tick does not reconcile again.
     let r = c.tick(&f, &target(&p), &policy(), Some(T0 + 30)).unwrap();
-    assert_eq!(r.ran, vec![Step::Recovery]);
+    assert_eq!(r.ran, vec![Step::Recovery, Step::Push]);
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn reconcile_and_sweep_repeat_at_their_intervals() {
     let r = c
         .tick(&f, &target(&p), &policy(), Some(T0 + 14_999))
         .unwrap();
-    assert_eq!(r.ran, vec![Step::Recovery]);
+    assert_eq!(r.ran, vec![Step::Recovery, Step::Push]);
     let r = c
         .tick(&f, &target(&p), &policy(), Some(T0 + 15_000))
         .unwrap();
@@ -200,7 +200,7 @@ fn idle_shutdown_runs_when_a_worker_falls_due() {
             Some(T0 + 299_999 + STARTUP_GRACE_MS),
         )
         .unwrap();
-    assert_eq!(r.ran, vec![Step::Recovery]);
+    assert_eq!(r.ran, vec![Step::Recovery, Step::Push]);
     let r = c
         .tick(
             &f,
@@ -209,7 +209,7 @@ fn idle_shutdown_runs_when_a_worker_falls_due() {
             Some(T0 + 300_000 + STARTUP_GRACE_MS),
         )
         .unwrap();
-    assert_eq!(r.ran, vec![Step::Recovery, Step::IdleShutdown]);
+    assert_eq!(r.ran, vec![Step::Recovery, Step::Push, Step::IdleShutdown]);
     let idle = r.idle_shutdown.as_ref().unwrap();
     assert_eq!(idle.drained_worker_ids, vec![id.clone()]);
     assert_ne!(
