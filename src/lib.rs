@@ -14,6 +14,7 @@ pub mod hydration;
 pub mod identity;
 pub mod ids;
 pub mod leases;
+pub mod metrics;
 pub mod pool;
 pub mod providers;
 pub mod push;
@@ -25,6 +26,7 @@ pub mod store;
 pub mod telegram;
 pub mod templates;
 pub mod validate;
+pub mod workboard;
 pub mod workers;
 
 mod py;

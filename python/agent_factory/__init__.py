@@ -96,8 +96,25 @@ from .errors import (
 )
 from .errors import AuthenticationError
 from .fly import FlyMachines
+from .metrics import Counters, Gauges, Metrics, MetricsServer, WorkerGauge
 from .worker import JobContext, Worker, WorkerResult, echo_handler
 from ._async_telegram import DEFAULT_WEBHOOK_PATH, SECRET_TOKEN_HEADER, AsyncTelegramApi
+from ._async_workboard import AsyncWorkboard
+from ._sync_workboard import Workboard
+from ._workboard_types import (
+    Attachment,
+    AttachmentContent,
+    BoardStats,
+    BoardSummary,
+    Card,
+    CardAttachments,
+    CardClaim,
+    CardExport,
+    CardRuns,
+    ChangeRevision,
+    PromotedCards,
+    WorkboardBoard,
+)
 from ._sync_telegram import TelegramApi
 from ._telegram_types import (
     AttachmentExpiry,
@@ -147,6 +164,25 @@ from ._identity_types import (
 )
 
 __all__ = [
+    "Workboard",
+    "AsyncWorkboard",
+    "Card",
+    "CardClaim",
+    "WorkboardBoard",
+    "BoardSummary",
+    "BoardStats",
+    "Attachment",
+    "AttachmentContent",
+    "CardAttachments",
+    "CardRuns",
+    "CardExport",
+    "PromotedCards",
+    "ChangeRevision",
+    "Counters",
+    "Gauges",
+    "Metrics",
+    "MetricsServer",
+    "WorkerGauge",
     "Factory",
     "AsyncFactory",
     "WorkerHandle",

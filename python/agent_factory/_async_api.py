@@ -17,6 +17,7 @@ from . import _guard, _native
 from ._pacing import AsyncPacer, Pacer, check_run_args
 
 from ._control_types import ControlRun, TickReport
+from .metrics import Metrics
 from ._types import (
     AgentProfile,
     AppendResult,
@@ -976,6 +977,12 @@ class AsyncFactory:
     def now_ms(self) -> int:
         """The factory clock's time."""
         return self._n.now_ms()
+
+    async def metrics(self, *, now_ms: int | None = None) -> Metrics:
+        """Gauges of this database at ``now_ms`` (queue depth, waiting, in flight, dead
+        letters, oldest ready age, workers by status and per running worker) and the
+        process-wide counters; ``.to_prometheus()`` renders the Prometheus text format."""
+        return Metrics._from(await self._n.metrics(_IS_ASYNC, now_ms))
 
     def __repr__(self) -> str:
         i = self.info()

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Literal, Mapping, Sequence, overload
 from . import _guard, _native
 from ._pacing import AsyncPacer, Pacer, check_run_args
 from ._control_types import ControlRun, TickReport
+from .metrics import Metrics
 from ._types import AgentProfile, AppendResult, Claim, CleanupReport, ControlState, ConversationCounts, ConversationView, DirectorySnapshot, FailOutcome, Heartbeats, HydrationBundle, ImportedSecret, Job, MessageConfig, PoolReport, PoolStatus, ProviderConfig, QueueStats, ReleaseOutcome, RestoredSnapshot, SecretStatus, Snapshot, SnapshotExpiry, SnapshotUpload, Worker, WorkerStats
 from .config import Config, FlyProvider, LocalProvider, ScalingPolicy
 from ._area import _KEEP, _Area, _as_dict, _dict_list, _path_arg, _str_dict, _str_list
@@ -685,6 +686,12 @@ class Factory:
     def now_ms(self) -> int:
         """The factory clock's time."""
         return self._n.now_ms()
+
+    def metrics(self, *, now_ms: int | None=None) -> Metrics:
+        """Gauges of this database at ``now_ms`` (queue depth, waiting, in flight, dead
+        letters, oldest ready age, workers by status and per running worker) and the
+        process-wide counters; ``.to_prometheus()`` renders the Prometheus text format."""
+        return Metrics._from(self._n.metrics(_IS_ASYNC, now_ms))
 
     def __repr__(self) -> str:
         i = self.info()

@@ -480,6 +480,8 @@ def _cmd_serve(args: argparse.Namespace, console: Console) -> int:
         fly_app=args.fly_app,
         fly_base_url=args.fly_base_url or _env("AGENT_FACTORY_FLY_BASE_URL"),
         fly_api_token=_env("FLY_API_TOKEN"),
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
     try:
         serve(options)
@@ -579,6 +581,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--fly-app", help="Fly app (default: the stored provider config's)")
     serve.add_argument("--fly-base-url", help="Machines API base URL (env AGENT_FACTORY_FLY_BASE_URL); the "
                        "API token is FLY_API_TOKEN or the active fly.apiToken secret")
+    serve.add_argument("--metrics-port", type=int, metavar="PORT",
+                       help="serve Prometheus metrics on GET /metrics at this port (0: a free one, logged)")
+    serve.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                       help="address of the metrics endpoint (default 127.0.0.1)")
     serve.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     serve.set_defaults(run=_cmd_serve)
     return parser

@@ -59,6 +59,8 @@ class ServeOptions:
     fly_app: str | None = None
     fly_base_url: str | None = None
     fly_api_token: str | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
 
 def _provider(factory: Factory, o: ServeOptions) -> LocalProvider | FlyProvider:
@@ -130,6 +132,14 @@ def serve(options: ServeOptions, *, out: TextIO | None = None, stop: threading.E
         log.info("received %s: stopping after the current tick", signal.Signals(signum).name)
         stop.set()
 
+    metrics_server = None
+    if options.metrics_port is not None:
+        from .metrics import MetricsServer
+
+        metrics_server = MetricsServer(
+            lambda: factory.metrics().to_prometheus(), host=options.metrics_host, port=options.metrics_port
+        ).start()
+        log.info("metrics on %s", metrics_server.url)
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
@@ -158,3 +168,5 @@ def serve(options: ServeOptions, *, out: TextIO | None = None, stop: threading.E
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if metrics_server is not None:
+            metrics_server.stop()

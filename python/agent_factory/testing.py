@@ -7,6 +7,8 @@ these fixtures available everywhere:
 - ``factory_path``: a fresh database path in ``tmp_path``;
 - ``factory``: a :class:`Factory` on that path, driven by ``manual_clock``;
 - ``async_factory``: an :class:`AsyncFactory` on the same file and clock;
+- ``workboard`` / ``async_workboard``: a :class:`Workboard` / :class:`AsyncWorkboard`
+  on the same file and clock as ``factory``;
 - ``fake_fly``: a running :class:`FakeFly` (fake Fly Machines API on loopback,
   app ``agent-factory-workers-test``, token ``fly-token``), closed after the test;
 - ``fake_telegram``: a running :class:`FakeTelegram` (fake Telegram Bot API on
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from . import AsyncFactory, Factory, ManualClock
+from . import AsyncFactory, AsyncWorkboard, Factory, ManualClock, Workboard
 from .fakes.fly import FakeFly
 from .fakes.telegram import FakeTelegram
 
@@ -52,6 +54,18 @@ def factory(factory_path: Path, manual_clock: ManualClock) -> Factory:
 def async_factory(factory_path: Path, manual_clock: ManualClock) -> AsyncFactory:
     """An asyncio factory on the same fresh database file as ``factory``."""
     return AsyncFactory(factory_path, clock=manual_clock)
+
+
+@pytest.fixture
+def workboard(factory_path: Path, manual_clock: ManualClock) -> Workboard:
+    """A blocking workboard on the same database file and clock as ``factory``."""
+    return Workboard(factory_path, clock=manual_clock)
+
+
+@pytest.fixture
+def async_workboard(factory_path: Path, manual_clock: ManualClock) -> AsyncWorkboard:
+    """An asyncio workboard on the same database file and clock as ``factory``."""
+    return AsyncWorkboard(factory_path, clock=manual_clock)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ use super::{PoolReport, PoolSettings, ACTIVE_CONVERSATION_LIMIT, RECONCILE_RELEA
 use crate::config::ScalingPolicy;
 use crate::error::{Error, Result};
 use crate::factory::Factory;
+use crate::metrics::{self, target, Counter};
 use crate::providers::{Machine, Provider};
 use crate::workers::{Worker, WorkerStatus};
 
@@ -145,8 +146,21 @@ pub(super) fn run_collecting(
                     for (index, (agent_key, conversation_id)) in plan.targets.iter().enumerate() {
                         ensure_admitted(&lock, fence)?;
                         match spawn_one(&ctx, index, &mut taken, agent_key, conversation_id)? {
-                            Ok(id) => report.spawned_worker_ids.push(id),
+                            Ok(id) => {
+                                metrics::incr(Counter::WorkersSpawned);
+                                log::info!(
+                                    target: target::POOL,
+                                    "spawned worker {id} on {app} for conversation {conversation_id} (agent {agent_key})"
+                                );
+                                report.spawned_worker_ids.push(id);
+                            }
                             Err(failure) => {
+                                log::error!(
+                                    target: target::POOL,
+                                    "spawn of worker {} on {app} for conversation {conversation_id} failed: {}",
+                                    failure.worker_id,
+                                    failure.message
+                                );
                                 let state = if failure.rolled_back {
                                     "rolled back: worker stopped, volume deleted"
                                 } else {
@@ -184,8 +198,15 @@ pub(super) fn run_collecting(
     {
         match idle::draining_state(f, w, now, policy.drain_timeout_ms)? {
             Draining::Ready => {
-                f.store
-                    .write(|tx| rows::stop(tx, &w.worker_id, now, None, None))?;
+                if f.store
+                    .write(|tx| rows::stop(tx, &w.worker_id, now, None, None))?
+                {
+                    log::info!(
+                        target: target::POOL,
+                        "worker {} drained (final snapshot ready): stopping",
+                        w.worker_id
+                    );
+                }
             }
             Draining::TimedOut => {
                 let observed = Some(w.heartbeat_at);
@@ -193,6 +214,12 @@ pub(super) fn run_collecting(
                     rows::stop(tx, &w.worker_id, now, Some("drain_timeout"), observed)
                 })?;
                 if stopped {
+                    log::warn!(
+                        target: target::POOL,
+                        "worker {} sent no final snapshot within {} ms: stopping without one",
+                        w.worker_id,
+                        policy.drain_timeout_ms
+                    );
                     report.warnings.push(format!(
                         "worker {} sent no final snapshot within {} ms; tearing it down without one",
                         w.worker_id, policy.drain_timeout_ms
@@ -219,7 +246,17 @@ pub(super) fn run_collecting(
     for w in stopping {
         ensure_admitted(&lock, fence)?;
         match teardown.run(w)? {
-            TeardownResult::Done => report.torn_down_worker_ids.push(w.worker_id.clone()),
+            TeardownResult::Done => {
+                metrics::incr(Counter::WorkersTornDown);
+                log::info!(
+                    target: target::POOL,
+                    "worker {} torn down (machine {}, volume {})",
+                    w.worker_id,
+                    w.machine_id.as_deref().unwrap_or("-"),
+                    w.volume_id.as_deref().unwrap_or("-")
+                );
+                report.torn_down_worker_ids.push(w.worker_id.clone());
+            }
             TeardownResult::Pending(msg) => {
                 report.pending += 1;
                 report
@@ -227,6 +264,7 @@ pub(super) fn run_collecting(
                     .push(format!("worker {}: {msg}", w.worker_id));
             }
             TeardownResult::Failed(msg) => {
+                log::error!(target: target::POOL, "teardown of worker {} failed: {msg}", w.worker_id);
                 report.pending += 1;
                 report.errors.push(format!("worker {}: {msg}", w.worker_id));
             }

@@ -71,6 +71,12 @@ pub(crate) fn drain(
                AND (?6 IS NULL OR heartbeat_at = ?6)",
         )?
         .execute(params![worker_id, now, reason, idle_due, idle, observed])?;
+    if n > 0 {
+        crate::metrics::incr(crate::metrics::Counter::WorkersDrained);
+        crate::metrics::event(log::Level::Info, crate::metrics::target::POOL, || {
+            format!("worker {worker_id} draining ({reason})")
+        });
+    }
     Ok(n > 0)
 }
 

@@ -29,7 +29,8 @@ use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
 use crate::error::{ProviderError, ProviderErrorKind, ProviderResult};
-use crate::providers::classify::is_retryable_status;
+use crate::metrics;
+use crate::providers::classify::{classify, is_retryable_status, Class};
 pub use crate::providers::retry::{parse_retry_after, retry_after_header, RetryPolicy};
 
 /// Characters kept as-is in a path segment: RFC 3986 unreserved.
@@ -385,7 +386,39 @@ impl HttpClient {
     /// `recover` is asked, after an attempt that the server may have applied
     /// (timeout, 5xx), whether the effect is already visible; `Some(value)`
     /// ends the call successfully with that value.
+    ///
+    /// Every call is counted in [`crate::metrics`] under the service's provider
+    /// label; a retry is logged as a warning and a final failure as an error
+    /// (target `agent_factory.providers`; messages are redacted, never the
+    /// token). An answer that only says the resource is gone (404/410) or not
+    /// ready (409/412) is an outcome callers read, not an error: it is
+    /// neither counted as a failure nor logged above debug.
     pub fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        recover: Option<&dyn Fn() -> Option<Value>>,
+    ) -> Result<Value, Failure> {
+        let out = self.send_with_retries(method, path, body, recover);
+        let failed = match &out {
+            Ok(_) => false,
+            Err(f) => match f.error.status.map(|s| classify(s, &f.body)) {
+                Some(Class::Gone | Class::Deferred) => {
+                    log::debug!(target: metrics::target::PROVIDERS, "{}", f.error.message);
+                    false
+                }
+                _ => {
+                    log::error!(target: metrics::target::PROVIDERS, "{}", f.error.message);
+                    true
+                }
+            },
+        };
+        metrics::provider_call(&metrics::provider_label(self.options.service), failed);
+        out
+    }
+
+    fn send_with_retries(
         &self,
         method: Method,
         path: &str,
@@ -430,7 +463,15 @@ impl HttpClient {
             if attempts > retry.max_retries {
                 return Err(failure);
             }
-            std::thread::sleep(retry.delay(attempts, retry_after, rand::random::<f64>()));
+            let wait = retry.delay(attempts, retry_after, rand::random::<f64>());
+            log::warn!(
+                target: metrics::target::PROVIDERS,
+                "{}; retry {attempts} of {} in {} ms",
+                failure.error.message,
+                retry.max_retries,
+                wait.as_millis()
+            );
+            std::thread::sleep(wait);
         }
     }
 

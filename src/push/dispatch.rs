@@ -29,6 +29,7 @@ use crate::agents::validate_agent_key;
 use crate::error::{Error, Result};
 use crate::factory::Factory;
 use crate::identity::target::{active_target, active_target_for_agent, ConversationTarget};
+use crate::metrics::{self, target, Counter};
 use crate::queue::EnqueueRequest;
 use crate::store::Tx;
 
@@ -250,9 +251,15 @@ impl Factory {
             for job in &due {
                 report.scanned += 1;
                 match self.dispatch_slot(tx, job, now)? {
-                    SlotOutcome::Enqueued => report.enqueued += 1,
+                    SlotOutcome::Enqueued => {
+                        metrics::incr(Counter::PushSlotsEnqueued);
+                        report.enqueued += 1
+                    }
                     SlotOutcome::Skipped => report.skipped += 1,
-                    SlotOutcome::Failed => report.failed += 1,
+                    SlotOutcome::Failed => {
+                        metrics::incr(Counter::PushSlotsFailed);
+                        report.failed += 1
+                    }
                 }
             }
             Ok(report)
@@ -274,6 +281,13 @@ impl Factory {
             Err(e) => {
                 // A schedule that cannot be planned would stay due forever: record
                 // it and take the job out of the index.
+                metrics::event(log::Level::Warn, target::PUSH, || {
+                    format!(
+                        "push job {} slot {run_key}: schedule cannot be planned, job disabled: {}",
+                        job.job.job_id,
+                        stored_error(&e)
+                    )
+                });
                 write_audit(
                     tx,
                     &Audit {
@@ -311,10 +325,17 @@ impl Factory {
                 }
                 Err(reason) => (Err(reason), job.job.agent_key.clone()),
             };
-            let outcome = if result.is_ok() {
-                SlotOutcome::Enqueued
-            } else {
-                SlotOutcome::Failed
+            let outcome = match &result {
+                Ok(_) => SlotOutcome::Enqueued,
+                Err(reason) => {
+                    metrics::event(log::Level::Warn, target::PUSH, || {
+                        format!(
+                            "push job {} slot {run_key} failed: {reason}",
+                            job.job.job_id
+                        )
+                    });
+                    SlotOutcome::Failed
+                }
             };
             write_audit(
                 tx,

@@ -7,6 +7,8 @@ mod convert;
 mod errors;
 mod factory;
 mod identity;
+mod log_bridge;
+mod metrics;
 mod pool;
 mod providers;
 mod push;
@@ -16,6 +18,7 @@ mod runtime;
 mod snapshots;
 mod telegram;
 mod templates;
+mod workboard;
 mod workers;
 
 use pyo3::prelude::*;
@@ -28,9 +31,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<runtime::NativeHeartbeat>()?;
     m.add_class::<providers::NativeFlyMachines>()?;
     m.add_class::<control::NativeControlLoop>()?;
+    m.add_class::<workboard::NativeWorkboard>()?;
     m.add_function(wrap_pyfunction!(default_config, m)?)?;
     m.add_function(wrap_pyfunction!(can_transition, m)?)?;
     m.add_function(wrap_pyfunction!(retry_delay_ms, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::metrics_counters, m)?)?;
+    m.add_function(wrap_pyfunction!(log_bridge::set_core_log_level, m)?)?;
+    log_bridge::install(m.py())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -249,6 +249,7 @@ pub(crate) fn claim_in(
             i64::from(released)
         ])?;
     }
+    crate::metrics::incr(crate::metrics::Counter::MessagesClaimed);
     Ok(Some(Claim {
         message_id: ids::message_id(c.message),
         conversation_id: c.conversation_id,

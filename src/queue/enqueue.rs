@@ -111,6 +111,7 @@ fn enqueue_in(tx: &Tx, b: &Batch<'_>, req: &EnqueueRequest, seen: &mut Seen) -> 
         ])?;
     }
     conversations::offer_head(tx, conv, id, priority, scheduled_for, b.now)?;
+    crate::metrics::incr(crate::metrics::Counter::MessagesEnqueued);
     Ok(id)
 }
 

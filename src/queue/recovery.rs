@@ -17,6 +17,7 @@ use super::settle::retry_or_bury;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::factory::Factory;
+use crate::metrics::{self, target, Counter};
 use crate::store::Tx;
 use crate::workers;
 
@@ -63,6 +64,19 @@ pub(crate) fn release_expired_in(
     let mut out = ReleaseOutcome::default();
     for (key, conv_ref, conversation_id, claimed_by, attempts, max_attempts) in expired {
         let outcome = retry_or_bury(tx, cfg, key, attempts, max_attempts, LEASE_EXPIRED, now)?;
+        metrics::incr(Counter::LeasesRecovered);
+        metrics::event(log::Level::Warn, target::QUEUE, || {
+            let next = if outcome.requeued {
+                "requeued"
+            } else {
+                "dead-lettered"
+            };
+            format!(
+                "lease of message {} expired (worker {}, conversation {conversation_id}): {next}",
+                crate::ids::message_id(key),
+                claimed_by.as_deref().unwrap_or("-")
+            )
+        });
         out.requeued += i64::from(outcome.requeued);
         out.dead_lettered += i64::from(outcome.dead_lettered);
         out.unlocked += 1;

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::factory::Factory;
 use crate::ids;
+use crate::metrics::{self, target, Counter};
 use crate::store::Tx;
 use crate::workers::{self, validate_worker_id};
 
@@ -106,6 +107,13 @@ pub(crate) fn retry_or_bury(
                finished_at = ?4, next_retry_at = NULL, lease_id = NULL, lease_expires_at = NULL WHERE id = ?1",
         )?
         .execute(params![key, attempts, error, now])?;
+        metrics::incr(Counter::MessagesDeadLettered);
+        metrics::event(log::Level::Warn, target::QUEUE, || {
+            format!(
+                "message {} dead-lettered after {attempts} of {max_attempts} attempts",
+                ids::message_id(key)
+            )
+        });
         return Ok(FailOutcome {
             requeued: false,
             dead_lettered: true,
@@ -149,6 +157,7 @@ fn finish_message(
         return held(tx, worker_id, message_id, lease_id).map(|_| false);
     };
     conversations::refresh_head(tx, conv_ref, now)?;
+    metrics::incr(Counter::MessagesCompleted);
     Ok(true)
 }
 
@@ -272,6 +281,7 @@ impl Factory {
             now_ms,
             lost,
             |tx, cfg, h, now| {
+                metrics::incr(Counter::MessagesFailed);
                 let outcome =
                     retry_or_bury(tx, cfg, h.key, h.attempts, h.max_attempts, error, now)?;
                 conversations::refresh_head(tx, h.conv_ref, now)?;

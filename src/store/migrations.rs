@@ -228,8 +228,11 @@ const V5: &str = include_str!("schema/v5_push.sql");
 /// Migration 6: Telegram ingestion.
 const V6: &str = include_str!("schema/v6_telegram.sql");
 
+/// Migration 7: the workboard (cards, links, attachments, boards, subscriptions, log).
+const V7: &str = include_str!("schema/v7_workboard.sql");
+
 /// All migrations in order; index + 1 is the resulting `user_version`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// Latest schema version this build knows.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -250,9 +250,16 @@ impl Store {
     }
 
     /// Run `f` in one `BEGIN IMMEDIATE` transaction; commit on `Ok`, roll back on `Err`.
+    /// Events and counts raised inside go out after a commit, once the
+    /// connection is unlocked ([`crate::metrics::events`]).
     pub fn write<T>(&self, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
-        let conn = self.lock();
-        run_in_transaction(&conn, "BEGIN IMMEDIATE", f)
+        let events = crate::metrics::Scope::enter();
+        let out = {
+            let conn = self.lock();
+            run_in_transaction(&conn, "BEGIN IMMEDIATE", f)
+        };
+        events.finish(out.is_ok());
+        out
     }
 
     /// Run `f` in a read transaction (one consistent snapshot).

@@ -31,6 +31,7 @@ use crate::agents::{get_in, validate_agent_key};
 use crate::error::{Error, Result};
 use crate::factory::Factory;
 use crate::ids;
+use crate::metrics::{self, target, Counter};
 use crate::queue::payload::attachment_json;
 use crate::queue::payload::Attachment;
 use crate::queue::EnqueueRequest;
@@ -297,7 +298,53 @@ impl Factory {
     /// Ingest one Telegram `Update` (see the module invariants). `agent_key`
     /// names the agent whose bot received it; or pass `bot_identity` to find the
     /// agent by its bot.
+    ///
+    /// Counted in [`crate::metrics`] (ingested, duplicate, ignored, rejected); a
+    /// rejected update (an error) is logged as a warning on
+    /// `agent_factory.telegram`, an ignored one at debug.
     pub fn ingest_telegram_update(
+        &self,
+        update: &Value,
+        agent_key: Option<&str>,
+        bot_identity: Option<&str>,
+        now_ms: Option<i64>,
+    ) -> Result<IngestOutcome> {
+        let out = self.ingest_update(update, agent_key, bot_identity, now_ms);
+        let counter = match &out {
+            Ok(o) => match o.status {
+                IngestStatus::Enqueued | IngestStatus::Paired => Counter::TelegramUpdatesIngested,
+                IngestStatus::Duplicate => Counter::TelegramUpdatesDuplicate,
+                IngestStatus::Ignored => {
+                    log::debug!(
+                        target: target::TELEGRAM,
+                        "update {} for bot {} ignored: {}",
+                        o.update_id,
+                        o.bot_identity.as_deref().unwrap_or("-"),
+                        o.reason.as_deref().unwrap_or("-")
+                    );
+                    Counter::TelegramUpdatesIgnored
+                }
+            },
+            Err(e) => {
+                let update_id = update.get("update_id").and_then(Value::as_i64);
+                log::warn!(
+                    target: target::TELEGRAM,
+                    "update {} for {} rejected: {e}",
+                    update_id.map_or_else(|| "-".to_string(), |u| u.to_string()),
+                    match (agent_key, bot_identity) {
+                        (_, Some(b)) => format!("bot {b}"),
+                        (Some(a), None) => format!("agent {a}"),
+                        (None, None) => "no agent".to_string(),
+                    }
+                );
+                Counter::TelegramUpdatesRejected
+            }
+        };
+        metrics::incr(counter);
+        out
+    }
+
+    fn ingest_update(
         &self,
         update: &Value,
         agent_key: Option<&str>,
