@@ -360,9 +360,7 @@ def test_comment_link_proof_archive_events(wb: Workboard) -> None:
 
 
 def test_attachments(wb: Workboard) -> None:
-    """Seed: stores attachments in the plugin kv namespace and adds worker context
-
-    The worker context builder is part 2; the attachment round trip is asserted here."""
+    """Seed: stores attachments in the plugin kv namespace and adds worker context"""
     card = wb.create("Review attached log")
     attached = wb.add_attachment(card.id, "failure.log", content_base64=b64(b"stack trace"),
                                  mime_type="text/plain", note="Captured failing run")
@@ -378,6 +376,7 @@ def test_attachments(wb: Workboard) -> None:
     assert any(a["file_name"] == "sqlite-sized.bin" for a in big.metadata["attachments"])
     with pytest.raises(ValidationError, match="canonical base64"):
         wb.add_attachment(card.id, "padded.txt", content_base64=b64(b"ok") + "\n")
+    assert "failure.log" in wb.build_worker_context(card.id)
     deleted = wb.delete_attachment(card.id, meta["id"])
     assert [a["file_name"] for a in deleted.metadata["attachments"]] == ["sqlite-sized.bin"]
     assert deleted.events[-1]["kind"] == "edited"

@@ -101,6 +101,8 @@ from .worker import JobContext, Worker, WorkerResult, echo_handler
 from ._async_telegram import DEFAULT_WEBHOOK_PATH, SECRET_TOKEN_HEADER, AsyncTelegramApi
 from ._async_workboard import AsyncWorkboard
 from ._sync_workboard import Workboard
+from ._workboard_types import Decomposition, NotificationEvent, NotificationEvents, NotificationSubscription
+from ._workboard_types import CardDiagnostics, DiagnosticsReport, DispatchResult
 from ._workboard_types import (
     Attachment,
     AttachmentContent,
@@ -178,6 +180,13 @@ __all__ = [
     "CardExport",
     "PromotedCards",
     "ChangeRevision",
+    "NotificationSubscription",
+    "NotificationEvent",
+    "NotificationEvents",
+    "Decomposition",
+    "DispatchResult",
+    "CardDiagnostics",
+    "DiagnosticsReport",
     "Counters",
     "Gauges",
     "Metrics",

@@ -12,6 +12,8 @@ from typing import Any, Literal, Mapping, Sequence
 from . import _guard, _native
 from ._area import _KEEP
 from ._workboard_types import AttachmentContent, BoardStats, BoardSummary, Card, CardAttachments, CardClaim, CardExport, CardRuns, ChangeRevision, PromotedCards, WorkboardBoard, cards_html
+from ._workboard_types import Decomposition, NotificationEvents, NotificationSubscription
+from ._workboard_types import DiagnosticsReport, DispatchResult
 _IS_ASYNC = False
 __all__ = ['Workboard']
 _UPDATE_FIELDS = ('title', 'notes', 'status', 'priority', 'labels', 'agent_id', 'session_key', 'run_id', 'task_id', 'source_url', 'execution', 'metadata', 'template_id', 'position', 'tenant', 'board_id', 'created_by_card_id', 'idempotency_key', 'skills', 'workspace', 'max_runtime_seconds', 'max_retries', 'scheduled_at', 'started_at', 'completed_at')
@@ -241,3 +243,144 @@ class Workboard:
     def board_html(self, board_id: str | None=None) -> str:
         """An HTML table of a board's cards (for notebooks)."""
         return cards_html(self.list(board_id=board_id))
+
+    def subscribe_notifications(self, *, board_id: str | None=None, card_id: str | None=None, session_key: str | None=None, run_id: str | None=None, target: str | None=None, event_kinds: Sequence[str] | str | None=None, subscription_id: str | None=None, now_ms: int | None=None) -> NotificationSubscription:
+        """Subscribe to the notification log of a board (default ``"default"``), a card
+        (on any board), a session or a run. At least one of ``card_id``, ``session_key``,
+        ``run_id`` or ``target`` is required. ``event_kinds`` (a list or a comma-separated
+        string) filters ``completed``, ``failed``, ``stale`` and ``status`` (every status
+        transition); by default the first three. A new subscription starts at the
+        beginning of the log; re-subscribing with an existing ``subscription_id``
+        replaces its filters and keeps its cursor."""
+        fields: dict[str, Any] = {k: v for k, v in (('id', subscription_id), ('board_id', board_id), ('card_id', card_id), ('session_key', session_key), ('run_id', run_id), ('target', target)) if v is not None}
+        if event_kinds is not None:
+            fields['event_kinds'] = event_kinds if isinstance(event_kinds, str) else builtins.list(event_kinds)
+        return NotificationSubscription._from(self._n.subscribe_notifications(_IS_ASYNC, fields, now_ms))
+
+    def list_notification_subscriptions(self, *, board_id: str | None=None, card_id: str | None=None) -> builtins.list[NotificationSubscription]:
+        """Subscriptions (of a board and/or a card), oldest first."""
+        raw = self._n.list_notification_subscriptions(_IS_ASYNC, board_id, card_id)
+        return [NotificationSubscription._from(s) for s in raw['subscriptions']]
+
+    def delete_notification_subscription(self, subscription_id: str) -> bool:
+        """Delete a subscription; ``False`` if it did not exist."""
+        return bool(self._n.delete_notification_subscription(_IS_ASYNC, subscription_id)['deleted'])
+
+    def notification_events(self, *, subscription_id: str | None=None, board_id: str | None=None, card_id: str | None=None, limit: int | None=None) -> NotificationEvents:
+        """Preview the next events (read-only: the cursor does not move). With
+        ``subscription_id``: the subscription's events after its cursor; otherwise a
+        card's or a board's events from the start. ``limit`` defaults to 50, clamped
+        to 1..200. Events come in log order (commit order, across processes)."""
+        raw = self._n.notification_events(_IS_ASYNC, subscription_id, board_id, card_id, limit)
+        return NotificationEvents._from(raw)
+
+    def advance_notification_events(self, subscription_id: str | None=None, *, limit: int | None=None, now_ms: int | None=None) -> NotificationEvents:
+        """Take the subscription's next events and move its cursor past the last one,
+        in one transaction: across calls and processes every event is delivered exactly
+        once, in log order."""
+        raw = self._n.advance_notification_events(_IS_ASYNC, subscription_id, None, None, limit, now_ms)
+        return NotificationEvents._from(raw)
+
+    def specify(self, card_id: str, *, summary: str | None=None, owner_id: str | None=None, token: str | None=None, now_ms: int | None=None, **patch: Any) -> Card:
+        """Clarify a ``triage`` / ``backlog`` / ``todo`` card: apply ``patch`` (the fields of
+        :meth:`update`), move it to ``todo`` (any other requested status fails with
+        ``specified cards must move to todo.``), keep ``summary`` as a comment and in
+        ``automation.summary``; the last event is ``specified``."""
+        fields = dict(patch)
+        if summary is not None:
+            fields['summary'] = summary
+        raw = self._n.specify(_IS_ASYNC, card_id, fields, _scope(owner_id, token), now_ms)
+        return Card._from(raw)
+
+    def decompose(self, card_id: str, children: Sequence[Mapping[str, Any]], *, summary: str | None=None, complete_parent: bool=True, owner_id: str | None=None, token: str | None=None, now_ms: int | None=None) -> Decomposition:
+        """Split a card into 1..20 children (dicts with the fields of :meth:`create`), each
+        linked to it, inheriting its board and tenant, keyed ``<parent key>:child:<n>``
+        when the parent has an idempotency key (an existing card with that key is
+        reused and linked). By default the parent is completed with the children as
+        ``created_card_ids``; ``complete_parent=False`` keeps it open (``triage`` /
+        ``backlog`` move to ``todo``). One transaction: any error writes nothing."""
+        fields: dict[str, Any] = {'children': children if isinstance(children, (str, bytes, Mapping)) else builtins.list(children), 'complete_parent': complete_parent}
+        if summary is not None:
+            fields['summary'] = summary
+        raw = self._n.decompose(_IS_ASYNC, card_id, fields, _scope(owner_id, token), now_ms)
+        return Decomposition._from(raw)
+
+    def complete(self, card_id: str, *, summary: str | None=None, proof: Mapping[str, Any] | None=None, artifacts: Sequence[Mapping[str, Any]] | None=None, created_card_ids: Sequence[str] | None=None, owner_id: str | None=None, token: str | None=None, now_ms: int | None=None) -> Card:
+        """Complete a card: ``done``, claim cleared, running attempts ``succeeded``,
+        failure count reset, the ``summary`` kept in full as a comment and in
+        ``automation.summary``, ``proof`` (one dict) and ``artifacts`` appended, and a
+        ``completed`` notification. ``created_card_ids`` must be children linked to this
+        card (``created card is not linked to this card: <id>``). Dependency holds
+        apply. With ``owner_id`` / ``token`` the caller must hold the claim; without
+        them it acts as the operator."""
+        fields: dict[str, Any] = {}
+        if summary is not None:
+            fields['summary'] = summary
+        if proof is not None:
+            fields['proof'] = proof
+        if artifacts is not None:
+            fields['artifacts'] = artifacts if isinstance(artifacts, (str, bytes, Mapping)) else builtins.list(artifacts)
+        if created_card_ids is not None:
+            fields['created_card_ids'] = created_card_ids if isinstance(created_card_ids, str) else builtins.list(created_card_ids)
+        raw = self._n.complete(_IS_ASYNC, card_id, fields, _scope(owner_id, token), now_ms)
+        return Card._from(raw)
+
+    def block(self, card_id: str, reason: str | None=None, *, owner_id: str | None=None, token: str | None=None, now_ms: int | None=None) -> Card:
+        """Block a card: ``blocked``, claim cleared, running attempts ``blocked`` with the
+        ``reason`` (default ``Workboard card blocked.``, kept in full as a comment), one
+        failure counted, a ``failed`` notification. Holds do not apply."""
+        raw = self._n.block(_IS_ASYNC, card_id, reason, _scope(owner_id, token), now_ms)
+        return Card._from(raw)
+
+    def unblock(self, card_id: str, *, owner_id: str | None=None, token: str | None=None, now_ms: int | None=None) -> Card:
+        """Move a card back to ``todo``, clearing ``blocked_too_long`` and the stale marker."""
+        return Card._from(self._n.unblock(_IS_ASYNC, card_id, _scope(owner_id, token), now_ms))
+
+    def reassign(self, card_id: str, agent_id: str | None=None, *, status: str | None=None, reset_failures: bool=True, reason: str | None=None, owner_id: str | None=None, token: str | None=None, now_ms: int | None=None) -> Card:
+        """Reassign a card to ``agent_id`` (and move it to ``status``, holds enforced).
+        Unless ``reset_failures=False`` the failure count and the ``blocked_too_long`` /
+        ``repeated_failures`` diagnostics are cleared. A ``reason`` becomes a comment."""
+        raw = self._n.reassign(_IS_ASYNC, card_id, agent_id, status, reset_failures, reason, _scope(owner_id, token), now_ms)
+        return Card._from(raw)
+
+    def reclaim(self, card_id: str, *, status: str | None=None, reason: str | None=None, owner_id: str | None=None, token: str | None=None, now_ms: int | None=None) -> Card:
+        """Take a card back from its worker: claim cleared, a running execution removed,
+        running attempts ``stopped`` with the ``reason`` (default ``Workboard claim
+        reclaimed.``, kept as a comment); a ``running`` card goes to ``ready`` unless
+        ``status`` is given (holds enforced). The failure count is unchanged."""
+        raw = self._n.reclaim(_IS_ASYNC, card_id, status, reason, _scope(owner_id, token), now_ms)
+        return Card._from(raw)
+
+    def promote(self, card_id: str, *, force: bool=False, reason: str | None=None, owner_id: str | None=None, token: str | None=None, now_ms: int | None=None) -> Card:
+        """Move a card to ``ready`` (holds enforced unless ``force``), clearing
+        ``stranded_ready``, ``blocked_too_long`` and the stale marker."""
+        raw = self._n.promote(_IS_ASYNC, card_id, force, reason, _scope(owner_id, token), now_ms)
+        return Card._from(raw)
+
+    def dispatch(self, *, board_id: str | None=None, now_ms: int | None=None) -> DispatchResult:
+        """One dispatch pass (every board, or only ``board_id``), in one transaction:
+        promote due scheduled and dependency-ready cards, block running cards past their
+        max runtime or whose claim expired more than 5 minutes ago, clear other expired
+        claims, block unclaimed cards that exhausted their retry budget, count the pass
+        on ready cards (``automation.dispatch_count``) and mark triage cards of
+        auto-decompose boards for orchestration (up to the board's cap)."""
+        return DispatchResult._from(self._n.dispatch(_IS_ASYNC, now_ms, board_id))
+
+    def diagnostics(self, *, now_ms: int | None=None) -> DiagnosticsReport:
+        """The diagnostics (``stranded_ready``, ``running_without_heartbeat``,
+        ``blocked_too_long``, ``repeated_failures``, ``missing_proof``,
+        ``orphaned_session``) every card has at ``now_ms``; writes nothing."""
+        return DiagnosticsReport._from(self._n.diagnostics(_IS_ASYNC, now_ms))
+
+    def refresh_diagnostics(self, *, now_ms: int | None=None) -> DiagnosticsReport:
+        """Recompute and store every card's diagnostics (a kind seen again keeps its
+        ``first_seen_at`` and counts up; kinds that no longer apply are dropped) without
+        touching ``updated_at`` or the event history."""
+        return DiagnosticsReport._from(self._n.refresh_diagnostics(_IS_ASYNC, now_ms))
+
+    def build_worker_context(self, card_id: str, *, now_ms: int | None=None) -> str:
+        """The bounded markdown brief a worker gets for a card: its fields, recent
+        attempts, comments, proof, artifacts, attachments, worker protocol and logs,
+        links, the results of its done parents, recent done work of its agent on its
+        board, its automation and its active diagnostics."""
+        return str(self._n.build_worker_context(_IS_ASYNC, card_id, now_ms))

@@ -235,3 +235,135 @@ class ChangeRevision(_Record):
 
     revision: int
     data_version: int
+
+
+# -- 2b: notifications (subscriptions, durable event log) and planning --
+
+__all__ += ["NotificationSubscription", "NotificationEvent", "NotificationEvents", "Decomposition"]
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationSubscription(_Record):
+    """A notification subscription and its durable cursor (``last_event_sequence`` is
+    the log position of the last delivered event). ``event_kinds`` ``None`` means
+    ``completed``, ``failed`` and ``stale``; ask for ``status`` to get every status
+    transition."""
+
+    id: str
+    board_id: str
+    card_id: str | None
+    session_key: str | None
+    run_id: str | None
+    target: str | None
+    event_kinds: list[str] | None
+    last_event_at: int | None
+    last_event_id: str | None
+    last_event_sequence: int | None
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationEvent(_Record):
+    """One event of the durable log. ``sequence`` is strictly increasing in commit
+    order across processes; ``session_key`` / ``run_id`` fall back to the card's;
+    ``from_status`` / ``to_status`` are set on ``status`` events."""
+
+    id: str
+    kind: str
+    created_at: int
+    sequence: int
+    message: str
+    card_id: str
+    board_id: str
+    session_key: str | None
+    run_id: str | None
+    from_status: str | None
+    to_status: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationEvents(_Record):
+    """Events after a subscription's cursor (or a board's / card's from the start) and
+    the subscription (updated when the cursor advanced)."""
+
+    _nested: ClassVar[Mapping[str, type]] = {"subscription": NotificationSubscription}
+    _nested_lists: ClassVar[Mapping[str, type]] = {"events": NotificationEvent}
+
+    subscription: NotificationSubscription | None
+    events: list[NotificationEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Decomposition(_Record):
+    """Result of ``decompose``: the parent and its children in input order."""
+
+    _nested: ClassVar[Mapping[str, type]] = {"parent": Card}
+    _nested_lists: ClassVar[Mapping[str, type]] = {"children": Card}
+
+    parent: Card
+    children: list[Card]
+
+
+# -- 2a: hand-offs, dispatch, diagnostics --
+
+__all__ += ["DispatchResult", "CardDiagnostics", "DiagnosticsReport"]
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchResult(_Record):
+    """Result of ``dispatch``: the cards it promoted (or demoted), whose expired claim
+    it cleared, that it blocked (timeout, expired claim, retry budget) and that it
+    marked for orchestration; ``count`` is their total."""
+
+    _nested_lists: ClassVar[Mapping[str, type]] = {
+        "promoted": Card, "reclaimed": Card, "blocked": Card, "orchestrated": Card,
+    }
+
+    promoted: list[Card]
+    reclaimed: list[Card]
+    blocked: list[Card]
+    orchestrated: list[Card]
+    count: int
+
+    def _repr_html_(self) -> str:
+        parts = []
+        for name in ("promoted", "reclaimed", "blocked", "orchestrated"):
+            cards = getattr(self, name)
+            if cards:
+                parts.append(f"<h4>{name} ({len(cards)})</h4>{cards_html(cards)}")
+        return "".join(parts) or "<p>dispatch changed nothing</p>"
+
+
+@dataclass(frozen=True, slots=True)
+class CardDiagnostics(_Record):
+    """A card and its diagnostics (dicts: ``kind``, ``severity``, ``title``, ``detail``,
+    ``first_seen_at``, ``last_seen_at``, ``count``, ``actions``)."""
+
+    _nested: ClassVar[Mapping[str, type]] = {"card": Card}
+
+    card: Card
+    diagnostics: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class DiagnosticsReport(_Record):
+    """Cards with at least one diagnostic, in board order, and the total number of
+    diagnostics (``count``)."""
+
+    _nested_lists: ClassVar[Mapping[str, type]] = {"diagnostics": CardDiagnostics}
+
+    diagnostics: list[CardDiagnostics]
+    count: int
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{h}</th>" for h in ("card", "status", "severity", "kind", "title", "count"))
+        rows = "".join(
+            "<tr>" + "".join(
+                f"<td>{html.escape(str(v))}</td>"
+                for v in (e.card.id[:8], e.card.status, d["severity"], d["kind"], d["title"], d["count"])
+            ) + "</tr>"
+            for e in self.diagnostics
+            for d in e.diagnostics
+        )
+        return f"<table><tr>{head}</tr>{rows}</table>"

@@ -19,6 +19,8 @@ mod snapshots;
 mod telegram;
 mod templates;
 mod workboard;
+mod workboard_2a;
+mod workboard_2b;
 mod workers;
 
 use pyo3::prelude::*;

@@ -21,7 +21,7 @@ use crate::workboard::{
 /// The workboard handle seen from Python.
 #[pyclass(module = "agent_factory._native", frozen)]
 pub struct NativeWorkboard {
-    core: Arc<Workboard>,
+    pub(super) core: Arc<Workboard>,
 }
 
 type Input = Map<String, serde_json::Value>;
@@ -37,11 +37,11 @@ fn journal(choice: &str) -> PyResult<JournalChoice> {
     }
 }
 
-fn input(field: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Input> {
+pub(super) fn input(field: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Input> {
     Ok(convert::object(field, obj)?.unwrap_or_default())
 }
 
-fn scope(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Scope>> {
+pub(super) fn scope(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Scope>> {
     match obj {
         Some(o) if !o.is_none() => Ok(Some(convert::typed("scope", o)?)),
         _ => Ok(None),

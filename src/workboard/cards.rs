@@ -64,7 +64,7 @@ pub struct Runs {
     pub attempts: Vec<Attempt>,
 }
 
-const CREATE_KEYS: [&str; 27] = [
+pub(crate) const CREATE_KEYS: [&str; 27] = [
     "title",
     "notes",
     "status",
@@ -178,6 +178,7 @@ pub(crate) fn commit(
     events::push(&mut next, event);
     persist::save(tx, &next)?;
     persist::log_status(tx, &next, before.map(|b| b.status.as_str()), now)?;
+    super::notify::log_card_notifications(tx, before, &next)?;
     persist::bump_revision(tx)?;
     Ok(next)
 }
@@ -336,7 +337,7 @@ pub(crate) fn write(tx: &Tx, existing: &Card, next: Card, now: i64) -> Result<Ca
     commit(tx, Some(existing), next, None, now, true)
 }
 
-fn create_in(tx: &Tx, input: &Input, now: i64) -> Result<Card> {
+pub(crate) fn create_in(tx: &Tx, input: &Input, now: i64) -> Result<Card> {
     check_keys(input, "card", &CREATE_KEYS)?;
     let requested = n::status(input.get("status"), "todo")?;
     let parents = n::string_list(input.get("parents"), "parents", 120)?.unwrap_or_default();

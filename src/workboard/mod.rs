@@ -15,15 +15,21 @@ mod boards;
 pub mod budget;
 mod cards;
 mod claims;
+mod context;
 mod deps;
+mod diagnostics;
+mod dispatch;
 pub mod events;
 mod metadata;
 pub mod model;
 pub mod normalize;
 pub mod normalize_meta;
+mod notify;
 mod persist;
+mod plan;
 #[cfg(test)]
 mod tests;
+mod workflow;
 
 use std::sync::Arc;
 
@@ -40,7 +46,11 @@ pub use boards::{BoardSummary, BoardsList, Stats};
 pub use cards::{BulkResult, Deleted, Export, ListQuery, Runs};
 pub use claims::ClaimResult;
 pub use deps::Promoted;
+pub use diagnostics::{CardDiagnostics, DiagnosticsReport};
+pub use dispatch::DispatchResult;
 pub use model::{Board, Card, Metadata};
+pub use notify::{EventsQuery, NotificationEvent, NotificationEvents, Subscription, Subscriptions};
+pub use plan::Decomposed;
 
 /// How to open a workboard.
 #[derive(Debug, Clone, Default)]
