@@ -34,3 +34,15 @@ pub fn factory_with_agent(agent_key: &str) -> Factory {
     .expect("upsert the test agent");
     f
 }
+
+/// An in-memory workboard on a manual clock at 1 000 ms (the workboard seed's epoch).
+pub fn workboard() -> crate::workboard::Workboard {
+    crate::workboard::Workboard::open(
+        ":memory:",
+        crate::workboard::WorkboardOptions {
+            store: Default::default(),
+            clock: Clock::manual(1_000),
+        },
+    )
+    .expect("open an in-memory workboard")
+}

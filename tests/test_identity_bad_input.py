@@ -29,26 +29,13 @@ from agent_factory import (
 )
 from agent_factory.testing import EPOCH_2026_MS
 
+from helpers import db_snapshot
+
 T0 = EPOCH_2026_MS
 
 #: Unicode White_Space: what the core trims (Python's ``str.strip`` also drops \x1c-\x1f).
 WS = "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(chr(c) for c in range(0x2000, 0x200B)) + "\u2028\u2029\u202f\u205f\u3000"
 
-
-def db_snapshot(path: Path) -> dict[str, Any]:
-    """Schema, user_version and every row of every table, sorted."""
-    con = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
-    try:
-        out: dict[str, Any] = {
-            "__schema__": sorted(con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall(), key=repr),
-            "__user_version__": con.execute("PRAGMA user_version").fetchone()[0],
-        }
-        for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall():
-            if not name.startswith("sqlite_stat"):
-                out[name] = sorted(con.execute(f'SELECT * FROM "{name}"').fetchall(), key=repr)
-        return out
-    finally:
-        con.close()
 
 
 def problem_text(err: BaseException) -> str:

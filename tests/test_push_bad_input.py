@@ -28,22 +28,10 @@ from agent_factory import (
 )
 from agent_factory.testing import EPOCH_2026_MS
 
+from helpers import db_snapshot
+
 BASE = EPOCH_2026_MS + 7 * 3_600_000 + 59 * 60_000
 
-
-def dump(path: Path) -> dict[str, Any]:
-    con = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
-    try:
-        out: dict[str, Any] = {
-            "__schema__": sorted(con.execute("SELECT type, name, sql FROM sqlite_master").fetchall(), key=repr),
-            "__user_version__": con.execute("PRAGMA user_version").fetchone()[0],
-        }
-        for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
-            if not name.startswith("sqlite_stat"):
-                out[name] = sorted(con.execute(f'SELECT * FROM "{name}"').fetchall(), key=repr)
-        return out
-    finally:
-        con.close()
 
 
 class World:
@@ -69,12 +57,12 @@ def world(factory: Factory, factory_path: Path) -> World:
 
 
 def rejected(world: World, call: Callable[[], Any], exc: type[BaseException], needle: str) -> None:
-    before = dump(world.path)
+    before = db_snapshot(world.path)
     with pytest.raises(exc) as info:
         call()
     text = " ".join([str(info.value), *getattr(info.value, "__notes__", [])])
     assert needle in text, f"{needle!r} not in {text!r}"
-    assert dump(world.path) == before, "a rejected call changed the database"
+    assert db_snapshot(world.path) == before, "a rejected call changed the database"
 
 
 def test_bad_schedules_and_time_zones(world: World) -> None:
@@ -145,10 +133,10 @@ def test_bad_template_calls(world: World) -> None:
     ]
     for call, exc, needle in cases:
         rejected(world, call, exc, needle)
-    before = dump(world.path)
+    before = db_snapshot(world.path)
     assert p.update_template("ptpl-unknown", actor_user_id="a", title="x") is None
     assert p.delete_template("ptpl-unknown") is False
-    assert dump(world.path) == before
+    assert db_snapshot(world.path) == before
 
 
 def test_bad_job_calls(world: World) -> None:
@@ -215,12 +203,12 @@ def test_bad_job_calls(world: World) -> None:
     ]
     for call, exc, needle in cases:
         rejected(world, call, exc, needle)
-    before = dump(world.path)
+    before = db_snapshot(world.path)
     assert p.update_job("pjob-unknown", text="x") is None
     assert p.update_job(job.job_id, text="x", agent_key="other-agent") is None
     assert p.set_job_enabled("pjob-unknown", False) is None
     assert p.delete_job("pjob-unknown") is False
-    assert dump(world.path) == before
+    assert db_snapshot(world.path) == before
 
 
 def test_bad_broadcast_and_stats_calls(world: World) -> None:
@@ -270,21 +258,21 @@ zones = st.one_of(
 @given(schedule=schedule_dicts, tz=zones)
 def test_any_schedule_and_zone_is_accepted_or_rejected_without_writing(world: World, schedule, tz) -> None:
     p = world.f.push
-    before = dump(world.path)
+    before = db_snapshot(world.path)
     try:
         job = p.create_job("co-1", "u1", "T", "X", tz, schedule, now_ms=BASE)
     except ValidationError as e:
         assert str(e)
-        assert dump(world.path) == before
+        assert db_snapshot(world.path) == before
     else:
         assert job.schedule.kind == schedule["kind"]
         assert (job.next_run_at is None) == (schedule["kind"] == "manual")
         assert job.next_run_at is None or job.next_run_at > BASE
         assert p.delete_job(job.job_id)
-    before = dump(world.path)
+    before = db_snapshot(world.path)
     try:
         updated = p.update_job(world.job.job_id, schedule=schedule, timezone=tz, now_ms=BASE)
     except ValidationError:
-        assert dump(world.path) == before
+        assert db_snapshot(world.path) == before
     else:
         assert updated is not None and updated.timezone.lower() == tz.strip().lower()

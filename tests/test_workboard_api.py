@@ -19,16 +19,8 @@ from hypothesis import strategies as st
 from agent_factory import AsyncWorkboard, Card, Factory, ManualClock, Workboard
 from agent_factory.errors import ConflictError, ValidationError
 
+from helpers import db_snapshot
 
-def db_snapshot(path: Path) -> dict[str, Any]:
-    """Every row of every table, read through a separate read-only connection."""
-    con = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
-    try:
-        names = [n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-                 if not n.startswith("sqlite_stat")]
-        return {n: sorted(con.execute(f'SELECT * FROM "{n}"').fetchall(), key=repr) for n in names}
-    finally:
-        con.close()
 
 
 def test_workboard_shares_the_factory_file(factory: Factory, workboard: Workboard, factory_path: Path) -> None:

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from agent_factory import AsyncWorkboard, DiagnosticsReport, DispatchResult, ManualClock, Workboard
 from agent_factory.errors import ConflictError, InvalidStateError, NotFoundError, ValidationError
 
+from helpers import db_snapshot
+
 MAX_DATE_TIMESTAMP_MS = 8_640_000_000_000_000
 MAX_SAFE_INTEGER = 9_007_199_254_740_991
 DAY = 24 * 60 * 60 * 1000
@@ -30,15 +32,6 @@ def execution(**over: Any) -> dict[str, Any]:
     base.update(over)
     return base
 
-
-def db_snapshot(path: Path) -> dict[str, Any]:
-    con = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
-    try:
-        names = [n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-                 if not n.startswith("sqlite_stat")]
-        return {n: sorted(con.execute(f'SELECT * FROM "{n}"').fetchall(), key=repr) for n in names}
-    finally:
-        con.close()
 
 
 @pytest.fixture

@@ -20,21 +20,13 @@ from hypothesis import strategies as st
 from agent_factory import ManualClock, Workboard
 from agent_factory.errors import ConflictError, InvalidStateError, NotFoundError, ValidationError
 
+from helpers import db_snapshot
+
 
 @pytest.fixture
 def wb() -> Workboard:
     return Workboard(":memory:", clock=ManualClock(1_767_225_600_000))
 
-
-def db_snapshot(path: Path) -> dict[str, Any]:
-    """Every row of every table, read through a separate read-only connection."""
-    con = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
-    try:
-        names = [n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-                 if not n.startswith("sqlite_stat")]
-        return {n: sorted(con.execute(f'SELECT * FROM "{n}"').fetchall(), key=repr) for n in names}
-    finally:
-        con.close()
 
 
 def links(card: Any) -> list[dict[str, Any]] | None:

@@ -103,6 +103,7 @@ from ._async_workboard import AsyncWorkboard
 from ._sync_workboard import Workboard
 from ._workboard_types import Decomposition, NotificationEvent, NotificationEvents, NotificationSubscription
 from ._workboard_types import CardDiagnostics, DiagnosticsReport, DispatchResult
+from ._workboard_types import QueueDispatchResult, QueuedCard
 from ._workboard_types import (
     Attachment,
     AttachmentContent,
@@ -185,6 +186,8 @@ __all__ = [
     "NotificationEvents",
     "Decomposition",
     "DispatchResult",
+    "QueueDispatchResult",
+    "QueuedCard",
     "CardDiagnostics",
     "DiagnosticsReport",
     "Counters",

@@ -36,6 +36,7 @@ from ._workboard_types import (
 )
 from ._workboard_types import Decomposition, NotificationEvents, NotificationSubscription
 from ._workboard_types import DiagnosticsReport, DispatchResult
+from ._workboard_types import QueueDispatchResult
 
 _IS_ASYNC = True
 
@@ -765,3 +766,43 @@ class AsyncWorkboard:
         links, the results of its done parents, recent done work of its agent on its
         board, its automation and its active diagnostics."""
         return str(await self._n.build_worker_context(_IS_ASYNC, card_id, now_ms))
+
+    # -- 3a: run cards on the worker pool --
+
+    async def dispatch_to_queue(
+        self,
+        factory: Any,
+        *,
+        board_id: str | None = None,
+        limit: int = 50,
+        owner_id: str = "agent-factory",
+        ttl_seconds: float | None = None,
+        default_agent_id: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        now_ms: int | None = None,
+    ) -> QueueDispatchResult:
+        """Hand the ready cards (every board, or ``board_id``; urgent first, then by
+        position; at most ``limit``) to the worker pool of ``factory``, which must be
+        the factory this workboard was opened on (``Workboard(factory)``).
+
+        Per card, in one transaction: claim it for ``owner_id`` (``ttl_seconds``,
+        default 30 min) and enqueue one message to its agent (or
+        ``default_agent_id``) in conversation ``workboard:<boardId>:<cardId>``, with
+        the worker context as ``messageText`` and metadata ``workboardCardId``,
+        ``workboardBoardId``, ``workboardClaimToken``. A card whose agent is
+        missing, unknown or disabled is blocked; a card whose claim or enqueue fails
+        is left unchanged and reported in ``failed``.
+
+        The queue then settles the card in its own transactions: completing the
+        message completes the card (summary ``Completed by worker <id>``); a dead
+        letter (last failed attempt or expired lease) blocks it with the last error;
+        a retry keeps it running and heartbeats its claim."""
+        native = getattr(getattr(factory, "_n", None), "_native", None)
+        if not isinstance(native, _native.NativeFactory):
+            raise TypeError(f"factory must be a Factory or AsyncFactory, got {type(factory).__name__}")
+        raw = await self._n.dispatch_to_queue(
+            _IS_ASYNC, native, board_id, limit, owner_id, ttl_seconds, default_agent_id,
+            priority, max_attempts, now_ms,
+        )
+        return QueueDispatchResult._from(raw)

@@ -14,6 +14,7 @@ from ._area import _KEEP
 from ._workboard_types import AttachmentContent, BoardStats, BoardSummary, Card, CardAttachments, CardClaim, CardExport, CardRuns, ChangeRevision, PromotedCards, WorkboardBoard, cards_html
 from ._workboard_types import Decomposition, NotificationEvents, NotificationSubscription
 from ._workboard_types import DiagnosticsReport, DispatchResult
+from ._workboard_types import QueueDispatchResult
 _IS_ASYNC = False
 __all__ = ['Workboard']
 _UPDATE_FIELDS = ('title', 'notes', 'status', 'priority', 'labels', 'agent_id', 'session_key', 'run_id', 'task_id', 'source_url', 'execution', 'metadata', 'template_id', 'position', 'tenant', 'board_id', 'created_by_card_id', 'idempotency_key', 'skills', 'workspace', 'max_runtime_seconds', 'max_retries', 'scheduled_at', 'started_at', 'completed_at')
@@ -384,3 +385,26 @@ class Workboard:
         links, the results of its done parents, recent done work of its agent on its
         board, its automation and its active diagnostics."""
         return str(self._n.build_worker_context(_IS_ASYNC, card_id, now_ms))
+
+    def dispatch_to_queue(self, factory: Any, *, board_id: str | None=None, limit: int=50, owner_id: str='agent-factory', ttl_seconds: float | None=None, default_agent_id: str | None=None, priority: int | None=None, max_attempts: int | None=None, now_ms: int | None=None) -> QueueDispatchResult:
+        """Hand the ready cards (every board, or ``board_id``; urgent first, then by
+        position; at most ``limit``) to the worker pool of ``factory``, which must be
+        the factory this workboard was opened on (``Workboard(factory)``).
+
+        Per card, in one transaction: claim it for ``owner_id`` (``ttl_seconds``,
+        default 30 min) and enqueue one message to its agent (or
+        ``default_agent_id``) in conversation ``workboard:<boardId>:<cardId>``, with
+        the worker context as ``messageText`` and metadata ``workboardCardId``,
+        ``workboardBoardId``, ``workboardClaimToken``. A card whose agent is
+        missing, unknown or disabled is blocked; a card whose claim or enqueue fails
+        is left unchanged and reported in ``failed``.
+
+        The queue then settles the card in its own transactions: completing the
+        message completes the card (summary ``Completed by worker <id>``); a dead
+        letter (last failed attempt or expired lease) blocks it with the last error;
+        a retry keeps it running and heartbeats its claim."""
+        native = getattr(getattr(factory, '_n', None), '_native', None)
+        if not isinstance(native, _native.NativeFactory):
+            raise TypeError(f'factory must be a Factory or Factory, got {type(factory).__name__}')
+        raw = self._n.dispatch_to_queue(_IS_ASYNC, native, board_id, limit, owner_id, ttl_seconds, default_agent_id, priority, max_attempts, now_ms)
+        return QueueDispatchResult._from(raw)

@@ -367,3 +367,42 @@ class DiagnosticsReport(_Record):
             for d in e.diagnostics
         )
         return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+# -- 3a: run cards on the worker pool --
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedCard(_Record):
+    """A card handed to the worker pool: the card (``running`` under the
+    dispatcher's claim), its queued message, conversation and agent."""
+
+    _nested: ClassVar[Mapping[str, type]] = {"card": Card}
+
+    card: Card
+    message_id: str
+    conversation_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDispatchResult(_Record):
+    """Result of ``dispatch_to_queue``: cards queued, cards blocked because their
+    agent is missing, unknown or disabled, and cards left unchanged because their
+    claim or enqueue failed (dicts ``card_id``, ``error``)."""
+
+    _nested_lists: ClassVar[Mapping[str, type]] = {"queued": QueuedCard, "blocked": Card}
+
+    queued: list[QueuedCard]
+    blocked: list[Card]
+    failed: list[dict[str, Any]]
+
+    def _repr_html_(self) -> str:
+        parts = []
+        if self.queued:
+            parts.append(f"<h4>queued ({len(self.queued)})</h4>{cards_html([q.card for q in self.queued])}")
+        if self.blocked:
+            parts.append(f"<h4>blocked ({len(self.blocked)})</h4>{cards_html(self.blocked)}")
+        for f in self.failed:
+            parts.append(f"<p>failed {html.escape(str(f['card_id']))}: {html.escape(str(f['error']))}</p>")
+        return "".join(parts) or "<p>nothing dispatched</p>"

@@ -21,6 +21,7 @@ mod templates;
 mod workboard;
 mod workboard_2a;
 mod workboard_2b;
+mod workboard_3a;
 mod workers;
 
 use pyo3::prelude::*;

@@ -107,6 +107,7 @@ pub(crate) fn retry_or_bury(
                finished_at = ?4, next_retry_at = NULL, lease_id = NULL, lease_expires_at = NULL WHERE id = ?1",
         )?
         .execute(params![key, attempts, error, now])?;
+        crate::workboard::pool_bridge::on_message_failed(tx, key, true, &error, now)?;
         metrics::incr(Counter::MessagesDeadLettered);
         metrics::event(log::Level::Warn, target::QUEUE, || {
             format!(
@@ -126,6 +127,7 @@ pub(crate) fn retry_or_bury(
            ready_at = max(scheduled_for, ?4), lease_id = NULL, lease_expires_at = NULL WHERE id = ?1",
     )?
     .execute(params![key, attempts, error, retry_at])?;
+    crate::workboard::pool_bridge::on_message_failed(tx, key, false, &error, now)?;
     Ok(FailOutcome {
         requeued: true,
         dead_lettered: false,
@@ -145,18 +147,24 @@ fn finish_message(
     now: i64,
 ) -> Result<bool> {
     let key = ids::parse_message_id(message_id)?;
-    let conv_ref: Option<i64> = tx
+    // `for_card`: a cheap scan of the payload text tells a workboard card's
+    // message (see `workboard::pool_bridge`) from the rest without parsing JSON.
+    let done: Option<(i64, bool)> = tx
         .prepare_cached(
             "UPDATE messages SET status = 'done', finished_at = ?4, lease_id = NULL, lease_expires_at = NULL,
                last_error = NULL, next_retry_at = NULL
-             WHERE id = ?1 AND status = 'processing' AND lease_id = ?2 AND claimed_by = ?3 RETURNING conversation_ref",
+             WHERE id = ?1 AND status = 'processing' AND lease_id = ?2 AND claimed_by = ?3
+             RETURNING conversation_ref, instr(payload, '\"workboardCardId\"') > 0",
         )?
-        .query_row(params![key, lease_id, worker_id, now], |r| r.get(0))
+        .query_row(params![key, lease_id, worker_id, now], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let Some(conv_ref) = conv_ref else {
+    let Some((conv_ref, for_card)) = done else {
         return held(tx, worker_id, message_id, lease_id).map(|_| false);
     };
     conversations::refresh_head(tx, conv_ref, now)?;
+    if for_card {
+        crate::workboard::pool_bridge::on_message_done(tx, key, worker_id, now)?;
+    }
     metrics::incr(Counter::MessagesCompleted);
     Ok(true)
 }

@@ -17,6 +17,7 @@ use super::normalize::{self as n, new_id, Input};
 use super::persist::require;
 use super::{secret_eq, Workboard};
 use crate::error::{Error, Result};
+use crate::store::Tx;
 
 /// Result of `claim`: the card and the claim token (the capability).
 #[derive(Debug, Clone, Serialize)]
@@ -68,6 +69,66 @@ fn trimmed(v: Option<&str>) -> Option<&str> {
     v.map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// `claim` inside `tx` (inputs already normalised): holds, schedule and retry
+/// budget checked, the claim set and a `backlog`/`todo`/`ready` card started.
+pub(crate) fn claim_in(
+    tx: &Tx,
+    id: &str,
+    owner: &str,
+    token: &str,
+    ttl: i64,
+    now: i64,
+) -> Result<ClaimResult> {
+    let card = promote_in(tx, require(tx, id.trim())?, now)?;
+    let active = card.claim().filter(|c| c.is_active(now)).cloned();
+    if !card.parent_ids().is_empty() && card.status != "ready" && active.is_none() {
+        return Err(Error::invalid_state("card dependencies are not done."));
+    }
+    if card.status == "scheduled" {
+        return Err(Error::invalid_state("card is scheduled for later."));
+    }
+    if card.retry_budget_exhausted() {
+        return Err(Error::invalid_state("card exhausted its retry budget."));
+    }
+    if let Some(c) = active {
+        return Err(Error::conflict(format!(
+            "card already claimed by {}.",
+            c.owner_id
+        )));
+    }
+    let mut next = card.clone();
+    let mut meta = next.meta();
+    clear_diagnostic(&mut meta, "stranded_ready");
+    meta.claim = Some(Claim {
+        owner_id: owner.to_string(),
+        token: token.to_string(),
+        claimed_at: now,
+        last_heartbeat_at: now,
+        expires_at: Some(add_duration(now, ttl)),
+    });
+    next.set_meta(meta);
+    let claimed = write(tx, &card, next, now)?;
+    let mut next = claimed.clone();
+    if ["backlog", "todo", "ready"].contains(&claimed.status.as_str()) {
+        next.status = "running".into();
+        if next.started_at.is_none() {
+            next.started_at = Some(now);
+        }
+    }
+    if next.agent_id.is_none() {
+        next.agent_id = Some(owner.to_string());
+    }
+    let card = if next != claimed {
+        write(tx, &claimed, next, now)?
+    } else {
+        claimed
+    };
+    Ok(ClaimResult {
+        card,
+        token: token.to_string(),
+    })
+}
+
 impl Workboard {
     /// Claim a card for `owner_id` for `ttl_seconds` (default 30 min).
     pub fn claim(
@@ -87,56 +148,8 @@ impl Workboard {
             None => new_id(),
         };
         let ttl = ttl_ms(ttl_seconds)?;
-        self.store.write(|tx| {
-            let card = promote_in(tx, require(tx, id.trim())?, now)?;
-            let active = card.claim().filter(|c| c.is_active(now)).cloned();
-            if !card.parent_ids().is_empty() && card.status != "ready" && active.is_none() {
-                return Err(Error::invalid_state("card dependencies are not done."));
-            }
-            if card.status == "scheduled" {
-                return Err(Error::invalid_state("card is scheduled for later."));
-            }
-            if card.retry_budget_exhausted() {
-                return Err(Error::invalid_state("card exhausted its retry budget."));
-            }
-            if let Some(c) = active {
-                return Err(Error::conflict(format!(
-                    "card already claimed by {}.",
-                    c.owner_id
-                )));
-            }
-            let mut next = card.clone();
-            let mut meta = next.meta();
-            clear_diagnostic(&mut meta, "stranded_ready");
-            meta.claim = Some(Claim {
-                owner_id: owner.clone(),
-                token: token.clone(),
-                claimed_at: now,
-                last_heartbeat_at: now,
-                expires_at: Some(add_duration(now, ttl)),
-            });
-            next.set_meta(meta);
-            let claimed = write(tx, &card, next, now)?;
-            let mut next = claimed.clone();
-            if ["backlog", "todo", "ready"].contains(&claimed.status.as_str()) {
-                next.status = "running".into();
-                if next.started_at.is_none() {
-                    next.started_at = Some(now);
-                }
-            }
-            if next.agent_id.is_none() {
-                next.agent_id = Some(owner.clone());
-            }
-            let card = if next != claimed {
-                write(tx, &claimed, next, now)?
-            } else {
-                claimed
-            };
-            Ok(ClaimResult {
-                card,
-                token: token.clone(),
-            })
-        })
+        self.store
+            .write(|tx| claim_in(tx, id, &owner, &token, ttl, now))
     }
 
     /// Extend the claim by its original TTL; a note becomes a comment.

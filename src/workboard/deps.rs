@@ -10,6 +10,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::cards::write;
+use super::dispatch::{NOT_HELD, WATCHED};
 use super::model::*;
 use super::normalize::new_id;
 use super::persist::{self, require};
@@ -201,15 +202,19 @@ impl Workboard {
 
     /// Promote every promotable card whose parents finished or whose schedule arrived
     /// (and demote ready cards whose parent reopened); returns the changed cards.
-    /// Only cards in promotable statuses are visited (an indexed range).
+    /// Only unarchived cards in promotable statuses with a schedule or parents are
+    /// visited (the partial index `workboard_cards_watch`).
     pub fn promote_ready(&self, now_ms: Option<i64>) -> Result<Promoted> {
         let now = self.now(now_ms)?;
         self.store.write(|tx| {
+            // Only cards with a schedule or parents can change (see `promotion_target`);
+            // they are a subset of the watched cards (partial index, schema V8).
             let ids: Vec<String> = tx
-                .prepare_cached(
-                    "SELECT id FROM workboard_cards WHERE status_rank IN (0, 1, 2, 3, 4)
-                     AND archived_at IS NULL ORDER BY status_rank, position, created_at, id",
-                )?
+                .prepare_cached(&format!(
+                    "SELECT id FROM workboard_cards INDEXED BY workboard_cards_watch WHERE {WATCHED}
+                     AND (scheduled_at IS NOT NULL OR has_parents = 1) AND {NOT_HELD}
+                     ORDER BY status_rank, position, created_at, id"
+                ))?
                 .query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             let mut cards = Vec::new();

@@ -3,7 +3,8 @@
 //! bookkeeping of ready cards and per-board auto-orchestration of triage cards.
 //!
 //! Invariants: the whole pass is one transaction; only cards that can change are
-//! visited, found through indexes (promotable statuses, running cards, live
+//! visited, found through indexes (watched cards: ready, scheduled, failing or held by
+//! parents; running cards, live
 //! claims by expiry, triage cards of boards with auto-decompose) so the cost does
 //! not grow with finished cards; cards are processed in list order; a card that
 //! is running under a live claim finishes its in-flight retry; the dispatch
@@ -64,6 +65,22 @@ pub fn seconds_to_ms(seconds: i64) -> i64 {
         .min(MAX_DATE_TIMESTAMP_MS)
 }
 
+/// The WHERE clause of the partial index `workboard_cards_watch` (schema V8):
+/// unarchived triage..ready cards that are ready, scheduled, failing or held by
+/// parents. Queries repeat it and name the index (`INDEXED BY`: SQLite has no
+/// statistics to prefer it, and refuses the query if the index stops matching).
+pub(crate) const WATCHED: &str = "archived_at IS NULL AND status_rank <= 4
+    AND (status_rank = 4 OR scheduled_at IS NOT NULL OR failure_count > 0 OR has_parents = 1)";
+
+/// Excludes the watched cards that cannot change yet: unscheduled, never-failed
+/// `todo` cards with a parent that is missing or not done (their promotion target
+/// is `todo` again). Per card it reads link rows and parent statuses by key, not
+/// the card document.
+pub(crate) const NOT_HELD: &str = "NOT (status_rank = 2 AND scheduled_at IS NULL AND failure_count = 0
+    AND EXISTS (SELECT 1 FROM workboard_card_links l LEFT JOIN workboard_cards p ON p.id = l.target_card_id
+                WHERE l.card_id = workboard_cards.id AND l.type = 'parent'
+                  AND l.target_card_id IS NOT NULL AND (p.id IS NULL OR p.status <> 'done')))";
+
 fn ids(tx: &Tx, sql: &str, p: impl rusqlite::Params) -> Result<Vec<String>> {
     Ok(tx
         .prepare_cached(sql)?
@@ -74,25 +91,13 @@ fn ids(tx: &Tx, sql: &str, p: impl rusqlite::Params) -> Result<Vec<String>> {
 /// Ids of the cards a pass may change (indexed lookups only).
 fn candidates(tx: &Tx, board: Option<&str>, now: i64) -> Result<HashSet<String>> {
     let mut out: HashSet<String> = HashSet::new();
-    // Promotable statuses: schedules, dependency holds, retry budgets, ready bookkeeping.
+    // Triage..ready cards that can change on their own: ready (bookkeeping),
+    // scheduled, failing (retry budget) or held by parents. The condition is the
+    // partial index `workboard_cards_watch` (V8) verbatim, so only those rows are read.
     out.extend(ids(
         tx,
-        "SELECT c.id FROM workboard_cards c
-         WHERE c.status_rank IN (1, 2, 3, 4) AND c.archived_at IS NULL
-           AND (?1 IS NULL OR c.board_id = ?1)
-           AND (c.status = 'ready' OR c.scheduled_at IS NOT NULL OR c.failure_count > 0
-                OR EXISTS (SELECT 1 FROM workboard_card_links l
-                           WHERE l.card_id = c.id AND l.type = 'parent'))",
-        params![board],
-    )?);
-    // Triage cards promote only through parents (or orchestration, below).
-    out.extend(ids(
-        tx,
-        "SELECT c.id FROM workboard_cards c
-         WHERE c.status_rank = 0 AND c.archived_at IS NULL AND (?1 IS NULL OR c.board_id = ?1)
-           AND (c.scheduled_at IS NOT NULL OR c.failure_count > 0
-                OR EXISTS (SELECT 1 FROM workboard_card_links l
-                           WHERE l.card_id = c.id AND l.type = 'parent'))",
+        &format!("SELECT id FROM workboard_cards INDEXED BY workboard_cards_watch WHERE {WATCHED} AND {NOT_HELD}
+                   AND (?1 IS NULL OR board_id = ?1)"),
         params![board],
     )?);
     // Running cards with a deadline (partial index on running cards).
@@ -335,17 +340,10 @@ mod tests {
 
     use super::super::model::MAX_DATE_TIMESTAMP_MS;
     use super::super::normalize::Input;
-    use super::super::*;
-    use super::seconds_to_ms;
-    use crate::clock::Clock;
 
-    fn wb() -> Workboard {
-        let options = WorkboardOptions {
-            store: Default::default(),
-            clock: Clock::manual(1_000),
-        };
-        Workboard::open(":memory:", options).unwrap()
-    }
+    use super::seconds_to_ms;
+
+    use crate::test_support::workboard as wb;
 
     fn obj(v: Value) -> Input {
         v.as_object().cloned().unwrap()

@@ -25,8 +25,11 @@ pub mod model;
 pub mod normalize;
 pub mod normalize_meta;
 mod notify;
+#[cfg(test)]
+mod perf_tests;
 mod persist;
 mod plan;
+pub(crate) mod pool_bridge;
 #[cfg(test)]
 mod tests;
 mod workflow;
@@ -51,6 +54,7 @@ pub use dispatch::DispatchResult;
 pub use model::{Board, Card, Metadata};
 pub use notify::{EventsQuery, NotificationEvent, NotificationEvents, Subscription, Subscriptions};
 pub use plan::Decomposed;
+pub use pool_bridge::{QueueDispatchOptions, QueueDispatchResult, QueueFailure, QueuedCard};
 
 /// How to open a workboard.
 #[derive(Debug, Clone, Default)]

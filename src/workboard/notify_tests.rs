@@ -3,16 +3,8 @@
 use serde_json::{json, Value};
 
 use super::*;
-use crate::clock::Clock;
-use crate::workboard::WorkboardOptions;
 
-fn wb() -> Workboard {
-    let options = WorkboardOptions {
-        store: Default::default(),
-        clock: Clock::manual(1_000),
-    };
-    Workboard::open(":memory:", options).unwrap()
-}
+use crate::test_support::workboard as wb;
 
 fn obj(v: Value) -> Input {
     v.as_object().cloned().unwrap()

@@ -6,6 +6,8 @@
 //! every committed mutation bumps the change revision once; every status change
 //! appends a `status` row to the durable log.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::model::*;
@@ -97,9 +99,65 @@ pub fn load_many(tx: &Tx, sql: &str, params: impl rusqlite::Params) -> Result<Ve
         .prepare_cached(sql)?
         .query_map(params, |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    docs.iter()
-        .map(|d| parse_doc(d).and_then(|c| hydrate(tx, c)))
-        .collect()
+    let mut cards: Vec<Card> = docs.iter().map(|d| parse_doc(d)).collect::<Result<_>>()?;
+    hydrate_many(tx, &mut cards)?;
+    Ok(cards)
+}
+
+/// [`hydrate`] for a page of cards with two queries (links, attachment index)
+/// instead of two per card.
+fn hydrate_many(tx: &Tx, cards: &mut [Card]) -> Result<()> {
+    if cards.len() < 2 {
+        for card in cards.iter_mut() {
+            *card = hydrate(tx, card.clone())?;
+        }
+        return Ok(());
+    }
+    let ids: Vec<&str> = cards.iter().map(|c| c.id.as_str()).collect();
+    let ids = serde_json::to_string(&ids)?;
+    let mut links: HashMap<String, Vec<Link>> = HashMap::new();
+    let mut stmt = tx.prepare_cached(
+        "SELECT l.card_id, l.id, l.type, l.target_card_id, l.title, l.url, l.created_at
+         FROM json_each(?1) j JOIN workboard_card_links l ON l.card_id = j.value
+         ORDER BY l.card_id, l.ordinal",
+    )?;
+    let rows = stmt.query_map([&ids], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            Link {
+                id: r.get(1)?,
+                kind: r.get(2)?,
+                target_card_id: r.get(3)?,
+                title: r.get(4)?,
+                url: r.get(5)?,
+                created_at: r.get(6)?,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (card_id, link) = row?;
+        links.entry(card_id).or_default().push(link);
+    }
+    let mut attachments: HashMap<String, Vec<AttachmentMeta>> = HashMap::new();
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {ATTACHMENT_COLUMNS} FROM workboard_attachments
+         WHERE card_id IN (SELECT value FROM json_each(?1)) ORDER BY card_id, ordinal"
+    ))?;
+    for a in stmt.query_map([&ids], attachment_from)? {
+        let a = a?;
+        attachments.entry(a.card_id.clone()).or_default().push(a);
+    }
+    for card in cards.iter_mut() {
+        let l = links.remove(&card.id).unwrap_or_default();
+        let a = attachments.remove(&card.id).unwrap_or_default();
+        if !l.is_empty() || !a.is_empty() {
+            let mut meta = card.meta();
+            meta.links = l;
+            meta.attachments = a;
+            card.set_meta(meta);
+        }
+    }
+    Ok(())
 }
 
 /// Status of each of `ids` that exists.
@@ -151,9 +209,9 @@ pub fn save(tx: &Tx, card: &Card) -> Result<()> {
         "INSERT INTO workboard_cards(id, board_id, title, status, status_rank, priority, position,
            agent_id, session_key, run_id, tenant, idempotency_key, claim_owner, claim_token,
            claim_expires_at, scheduled_at, max_runtime_ms, started_at, archived_at,
-           execution_status, failure_count, created_at, updated_at, doc)
+           execution_status, failure_count, created_at, updated_at, doc, has_parents)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                 ?19, ?20, ?21, ?22, ?23, ?24)
+                 ?19, ?20, ?21, ?22, ?23, ?24, ?25)
          ON CONFLICT(id) DO UPDATE SET board_id = excluded.board_id, title = excluded.title,
            status = excluded.status, status_rank = excluded.status_rank,
            priority = excluded.priority, position = excluded.position,
@@ -164,7 +222,8 @@ pub fn save(tx: &Tx, card: &Card) -> Result<()> {
            scheduled_at = excluded.scheduled_at, max_runtime_ms = excluded.max_runtime_ms,
            started_at = excluded.started_at, archived_at = excluded.archived_at,
            execution_status = excluded.execution_status, failure_count = excluded.failure_count,
-           updated_at = excluded.updated_at, doc = excluded.doc",
+           updated_at = excluded.updated_at, doc = excluded.doc,
+           has_parents = excluded.has_parents",
     )?
     .execute(params![
         card.id,
@@ -193,6 +252,7 @@ pub fn save(tx: &Tx, card: &Card) -> Result<()> {
         card.created_at,
         card.updated_at,
         serde_json::to_string(&doc)?,
+        meta.links.iter().any(|l| l.kind == "parent"),
     ])?;
     tx.prepare_cached("DELETE FROM workboard_card_links WHERE card_id = ?1")?
         .execute([&card.id])?;

@@ -5,18 +5,8 @@ use serde_json::{json, Value};
 use super::model::*;
 use super::normalize::{self as n, Input};
 use super::*;
-use crate::clock::Clock;
 
-fn wb() -> Workboard {
-    Workboard::open(
-        ":memory:",
-        WorkboardOptions {
-            store: Default::default(),
-            clock: Clock::manual(1_000),
-        },
-    )
-    .unwrap()
-}
+use crate::test_support::workboard as wb;
 
 fn obj(v: Value) -> Input {
     v.as_object().cloned().unwrap()

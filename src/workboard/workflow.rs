@@ -21,6 +21,7 @@ use super::normalize_meta::{self as nm, keep_last};
 use super::persist::{self, require};
 use super::{assert_scope, Scope, Workboard};
 use crate::error::{Error, Result};
+use crate::store::Tx;
 
 const COMPLETE_KEYS: [&str; 4] = ["summary", "proof", "artifacts", "created_card_ids"];
 
@@ -130,6 +131,97 @@ fn handoff(input: &Input, now: i64) -> Result<Handoff> {
     })
 }
 
+/// `complete` inside `tx`.
+pub(crate) fn complete_in(
+    tx: &Tx,
+    id: &str,
+    input: &Input,
+    scope: Option<&Scope>,
+    now: i64,
+) -> Result<Card> {
+    let h = handoff(input, now)?;
+    let card = require(tx, id.trim())?;
+    assert_scope(&card, scope)?;
+    let children = card.meta().child_ids();
+    for cid in h.created.iter().flatten() {
+        let created = persist::load(tx, cid)?
+            .ok_or_else(|| Error::not_found(format!("created card not found: {cid}")))?;
+        if !children.contains(cid) || !created.parent_ids().contains(&card.id) {
+            return Err(Error::validation(format!(
+                "created card is not linked to this card: {cid}"
+            )));
+        }
+    }
+    let mut next = card.clone();
+    let mut meta = next.meta();
+    clear_diagnostics(&mut meta, &["missing_proof"]);
+    if let Some(p) = &h.proof {
+        meta.proof.push(p.clone());
+        keep_last(&mut meta.proof, MAX_CARD_PROOF);
+    }
+    meta.artifacts.extend(h.artifacts.iter().cloned());
+    keep_last(&mut meta.artifacts, MAX_CARD_ARTIFACTS);
+    set_status(&card, &mut next, &mut meta, "done", now);
+    end_execution(&mut next, "done", now);
+    meta.claim = None;
+    close_running_attempts(&mut meta, now, "succeeded", None);
+    meta.failure_count = 0;
+    let mut automation = meta.automation.clone().unwrap_or_default();
+    if let Some(s) = &h.summary {
+        automation.summary = Some(s.clone());
+        push_comment(&mut meta, s, now);
+    }
+    if let Some(ids) = &h.created {
+        automation.created_card_ids = (!ids.is_empty()).then(|| ids.clone());
+    }
+    meta.automation = (!automation.is_empty()).then_some(automation);
+    notify(
+        tx,
+        &card,
+        &mut meta,
+        "completed",
+        h.summary.as_deref().unwrap_or("Workboard card completed."),
+        card.card_session_key(),
+        card.card_run_id(),
+        now,
+    )?;
+    next.set_meta(meta);
+    assert_status_allowed(tx, &card, &next, now)?;
+    write(tx, &card, next, now)
+}
+
+/// `block` inside `tx` with the reason `why`.
+pub(crate) fn block_in(
+    tx: &Tx,
+    id: &str,
+    why: &str,
+    scope: Option<&Scope>,
+    now: i64,
+) -> Result<Card> {
+    let card = require(tx, id.trim())?;
+    assert_scope(&card, scope)?;
+    let mut next = card.clone();
+    let mut meta = next.meta();
+    set_status(&card, &mut next, &mut meta, "blocked", now);
+    end_execution(&mut next, "blocked", now);
+    meta.claim = None;
+    close_running_attempts(&mut meta, now, "blocked", Some(why));
+    meta.failure_count += 1;
+    push_comment(&mut meta, why, now);
+    notify(
+        tx,
+        &card,
+        &mut meta,
+        "failed",
+        why,
+        card.card_session_key(),
+        card.card_run_id(),
+        now,
+    )?;
+    next.set_meta(meta);
+    write(tx, &card, next, now)
+}
+
 impl Workboard {
     /// Complete a card: `done`, claim cleared, running attempts succeeded, failures
     /// reset, the summary kept as a comment and in `automation.summary`, proof and
@@ -143,57 +235,8 @@ impl Workboard {
         now_ms: Option<i64>,
     ) -> Result<Card> {
         let now = self.now(now_ms)?;
-        let h = handoff(input, now)?;
-        self.store.write(|tx| {
-            let card = require(tx, id.trim())?;
-            assert_scope(&card, scope)?;
-            let children = card.meta().child_ids();
-            for cid in h.created.iter().flatten() {
-                let created = persist::load(tx, cid)?
-                    .ok_or_else(|| Error::not_found(format!("created card not found: {cid}")))?;
-                if !children.contains(cid) || !created.parent_ids().contains(&card.id) {
-                    return Err(Error::validation(format!(
-                        "created card is not linked to this card: {cid}"
-                    )));
-                }
-            }
-            let mut next = card.clone();
-            let mut meta = next.meta();
-            clear_diagnostics(&mut meta, &["missing_proof"]);
-            if let Some(p) = &h.proof {
-                meta.proof.push(p.clone());
-                keep_last(&mut meta.proof, MAX_CARD_PROOF);
-            }
-            meta.artifacts.extend(h.artifacts.iter().cloned());
-            keep_last(&mut meta.artifacts, MAX_CARD_ARTIFACTS);
-            set_status(&card, &mut next, &mut meta, "done", now);
-            end_execution(&mut next, "done", now);
-            meta.claim = None;
-            close_running_attempts(&mut meta, now, "succeeded", None);
-            meta.failure_count = 0;
-            let mut automation = meta.automation.clone().unwrap_or_default();
-            if let Some(s) = &h.summary {
-                automation.summary = Some(s.clone());
-                push_comment(&mut meta, s, now);
-            }
-            if let Some(ids) = &h.created {
-                automation.created_card_ids = (!ids.is_empty()).then(|| ids.clone());
-            }
-            meta.automation = (!automation.is_empty()).then_some(automation);
-            notify(
-                tx,
-                &card,
-                &mut meta,
-                "completed",
-                h.summary.as_deref().unwrap_or("Workboard card completed."),
-                card.card_session_key(),
-                card.card_run_id(),
-                now,
-            )?;
-            next.set_meta(meta);
-            assert_status_allowed(tx, &card, &next, now)?;
-            write(tx, &card, next, now)
-        })
+        self.store
+            .write(|tx| complete_in(tx, id, input, scope, now))
     }
 
     /// Block a card: `blocked`, claim cleared, running attempts blocked with the
@@ -209,30 +252,7 @@ impl Workboard {
         let now = self.now(now_ms)?;
         let why = reason(reason_text, "reason", 2000)?
             .unwrap_or_else(|| "Workboard card blocked.".into());
-        self.store.write(|tx| {
-            let card = require(tx, id.trim())?;
-            assert_scope(&card, scope)?;
-            let mut next = card.clone();
-            let mut meta = next.meta();
-            set_status(&card, &mut next, &mut meta, "blocked", now);
-            end_execution(&mut next, "blocked", now);
-            meta.claim = None;
-            close_running_attempts(&mut meta, now, "blocked", Some(&why));
-            meta.failure_count += 1;
-            push_comment(&mut meta, &why, now);
-            notify(
-                tx,
-                &card,
-                &mut meta,
-                "failed",
-                &why,
-                card.card_session_key(),
-                card.card_run_id(),
-                now,
-            )?;
-            next.set_meta(meta);
-            write(tx, &card, next, now)
-        })
+        self.store.write(|tx| block_in(tx, id, &why, scope, now))
     }
 
     /// Move a card back to `todo`, clearing `blocked_too_long` and the stale marker.
@@ -382,15 +402,8 @@ mod tests {
 
     use super::super::normalize::Input;
     use super::super::*;
-    use crate::clock::Clock;
 
-    fn wb() -> Workboard {
-        let options = WorkboardOptions {
-            store: Default::default(),
-            clock: Clock::manual(1_000),
-        };
-        Workboard::open(":memory:", options).unwrap()
-    }
+    use crate::test_support::workboard as wb;
 
     fn obj(v: Value) -> Input {
         v.as_object().cloned().unwrap()
