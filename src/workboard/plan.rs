@@ -13,15 +13,14 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::budget::close_running_attempts;
 use super::cards::{apply_update, assert_status_allowed, commit, create_in, write, CREATE_KEYS};
 use super::deps::link_in;
 use super::events::plain;
-use super::metadata::notify;
 use super::model::*;
 use super::normalize::{self as n, new_id, Input};
 use super::normalize_meta::keep_last;
 use super::persist::require;
+use super::workflow::complete_in;
 use super::{assert_scope, Scope, Workboard};
 use crate::error::{Error, Result};
 use crate::store::Tx;
@@ -106,8 +105,8 @@ fn child_input(parent: &Card, child: &Value, index: usize) -> Result<Input> {
     Ok(input)
 }
 
-/// `completeDirect` of the decomposed parent: `done` with the summary, the
-/// children as `created_card_ids`, a `completed` notification, holds enforced.
+/// `completeDirect` of the decomposed parent: the workflow's `complete` with the
+/// summary and the children as `created_card_ids` (scope already checked).
 fn complete_parent(
     tx: &Tx,
     parent: &Card,
@@ -115,41 +114,15 @@ fn complete_parent(
     children: &[String],
     now: i64,
 ) -> Result<Card> {
-    let mut next = parent.clone();
-    let mut meta = next.meta();
-    meta.diagnostics.retain(|d| d.kind != "missing_proof");
-    next.status = "done".into();
-    next.completed_at = parent.completed_at.or(Some(now));
-    if parent.status != "done" {
-        meta.lifecycle_status_source_updated_at = None;
-    }
-    if let Some(e) = next.execution.as_mut().filter(|e| e.status == "running") {
-        e.status = "done".into();
-        e.updated_at = now;
-    }
-    meta.claim = None;
-    close_running_attempts(&mut meta, now, "succeeded", None);
-    meta.failure_count = 0;
-    let mut automation = meta.automation.clone().unwrap_or_default();
+    let mut input = Input::new();
     if let Some(s) = summary {
-        automation.summary = Some(s.to_string());
-        add_comment(&mut meta, s, now);
+        input.insert("summary".into(), Value::String(s.to_string()));
     }
-    automation.created_card_ids = Some(children.to_vec());
-    meta.automation = Some(automation);
-    notify(
-        tx,
-        parent,
-        &mut meta,
-        "completed",
-        summary.unwrap_or("Workboard card completed."),
-        parent.card_session_key(),
-        parent.card_run_id(),
-        now,
-    )?;
-    next.set_meta(meta);
-    assert_status_allowed(tx, parent, &next, now)?;
-    write(tx, parent, next, now)
+    input.insert(
+        "created_card_ids".into(),
+        Value::Array(children.iter().cloned().map(Value::String).collect()),
+    );
+    complete_in(tx, &parent.id, &input, None, now)
 }
 
 /// Keep the parent open: `triage`/`backlog` → `todo`, summary and children
