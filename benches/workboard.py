@@ -18,8 +18,8 @@ stay flat in the number of cards: only the count of cards that can change
 matters. Goals checked at the largest size: claim, complete and a 100-card page
 under 5 ms; dispatch of 100 due cards under 50 ms; every operation at most
 ``FLAT_RATIO`` times its cost at the smallest size (``stats`` and ``list_boards``
-count every card by definition; they read a covering index only and are reported,
-not held to flatness).
+read counters kept by triggers, ``promote_ready`` and ``dispatch`` skip cards still
+waiting on their parents: schema V9).
 
 Each figure is the median of ``REPS`` runs, in milliseconds. Run:
 
@@ -48,7 +48,6 @@ GOALS_MS = {"claim": 5.0, "complete": 5.0, "list": 5.0, "dispatch": 50.0}
 NOW = 1_700_000_000_000
 BOARD = "bench"
 OPS = ("create", "claim", "complete", "list", "stats", "list_boards", "promote_ready", "dispatch")
-NOT_FLAT_BY_DEFINITION = ("stats", "list_boards")
 
 
 def build(wb: Workboard, n: int) -> list[str]:
@@ -156,8 +155,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"goal {op} < {limit:g} ms at {big:,} cards: {v:.3f} ms {'OK' if good else 'MISSED'}")
     if big != small:
         for op in OPS:
-            if op in NOT_FLAT_BY_DEFINITION:
-                continue
             ratio = results[big][op] / max(results[small][op], 1e-9)
             good = ratio <= FLAT_RATIO
             ok &= good

@@ -245,6 +245,18 @@ impl NativeFactory {
         dispatch(py, is_async, move || f.get_job(&message_id))
     }
 
+    #[pyo3(signature = (is_async, message_id, now_ms = None))]
+    fn requeue(
+        &self,
+        py: Python<'_>,
+        is_async: bool,
+        message_id: String,
+        now_ms: Option<i64>,
+    ) -> PyResult<Py<PyAny>> {
+        let f = self.core();
+        dispatch(py, is_async, move || f.requeue(&message_id, now_ms))
+    }
+
     #[pyo3(signature = (is_async, now_ms = None))]
     fn conversation_counts(
         &self,

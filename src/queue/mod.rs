@@ -17,6 +17,7 @@ pub mod conversations;
 mod enqueue;
 pub mod payload;
 mod recovery;
+mod requeue;
 mod settle;
 pub(crate) mod stats;
 #[cfg(test)]

@@ -138,6 +138,18 @@ pub(crate) fn collect_jobs(rows: Vec<(JobView, String)>) -> Result<Vec<JobView>>
         .collect()
 }
 
+/// One message by its row key, inside `tx`.
+pub(crate) fn job_in(tx: &Tx, key: i64) -> Result<Option<JobView>> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_ref WHERE m.id = ?1"
+    );
+    let rows = tx
+        .prepare_cached(&sql)?
+        .query_map([key], job_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(collect_jobs(rows)?.pop())
+}
+
 fn check_limit(limit: i64, max: i64) -> Result<()> {
     if (1..=max).contains(&limit) {
         Ok(())
@@ -219,11 +231,7 @@ impl Factory {
     /// One message, or `None`.
     pub fn get_job(&self, message_id: &str) -> Result<Option<JobView>> {
         let key = ids::parse_message_id(message_id)?;
-        self.store.read(|tx| {
-            let sql = format!("SELECT {JOB_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_ref WHERE m.id = ?1");
-            let rows = tx.prepare_cached(&sql)?.query_map([key], job_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(collect_jobs(rows)?.pop())
-        })
+        self.store.read(|tx| job_in(tx, key))
     }
 
     /// Conversations with claimable work, and those plus in-flight ones.

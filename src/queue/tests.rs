@@ -269,3 +269,47 @@ fn hot_queries_read_indexes_without_sorting() {
         "{plan}"
     );
 }
+
+#[test]
+fn requeue_puts_a_dead_letter_behind_waiting_messages_with_fresh_attempts() {
+    let f = factory();
+    let mut first = req("c1", "poison", None);
+    first.max_attempts = Some(1);
+    let poison = f.enqueue(&first, Some(T0)).unwrap();
+    let c = f.claim("w1", &pooled(), Some(T0 + 1)).unwrap().unwrap();
+    let out = f
+        .fail("w1", &c.message_id, &c.lease_id, "boom", Some(T0 + 2))
+        .unwrap();
+    assert!(out.dead_lettered);
+    f.enqueue(&req("c1", "later", None), Some(T0 + 3)).unwrap();
+
+    assert!(matches!(
+        f.requeue("999999", Some(T0 + 4)),
+        Err(Error::NotFound(_))
+    ));
+    let later = f.list_jobs("queued", 10).unwrap()[0].message_id.clone();
+    assert!(matches!(
+        f.requeue(&later, Some(T0 + 4)),
+        Err(Error::InvalidState(_))
+    ));
+
+    let job = f.requeue(&poison, Some(T0 + 5)).unwrap();
+    assert_eq!((job.status.as_str(), job.attempts), ("queued", 0));
+    assert_eq!(job.last_error.as_deref(), Some("boom"));
+    assert!(matches!(
+        f.requeue(&poison, Some(T0 + 6)),
+        Err(Error::InvalidState(_))
+    ));
+    let order: Vec<String> = (0..2)
+        .map(|i| {
+            let c = f
+                .claim("w1", &pooled(), Some(T0 + 10 + i))
+                .unwrap()
+                .unwrap();
+            f.complete("w1", &c.message_id, &c.lease_id, Some(T0 + 10 + i))
+                .unwrap();
+            text(&c)
+        })
+        .collect();
+    assert_eq!(order, ["later", "poison"]);
+}

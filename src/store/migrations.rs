@@ -232,9 +232,12 @@ const V6: &str = include_str!("schema/v6_telegram.sql");
 const V7: &str = include_str!("schema/v7_workboard.sql");
 /// Migration 8: workboard `has_parents` column and indexes that keep its cost flat.
 const V8: &str = include_str!("schema/v8_workboard_perf.sql");
+/// Migration 9: workboard counters and open-parent counts kept by triggers, so `stats`,
+/// `list_boards` and `promote_ready` stay flat.
+const V9: &str = include_str!("schema/v9_workboard_flat.sql");
 
 /// All migrations in order; index + 1 is the resulting `user_version`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// Latest schema version this build knows.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

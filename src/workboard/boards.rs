@@ -111,6 +111,11 @@ const BOARD_KEYS: [&str; 8] = [
     "archived",
 ];
 
+/// The newest `updated_at` of the cards of `k.board_id` in `k.status` (one seek in
+/// `workboard_cards_updated`).
+const NEWEST_IN_STATUS: &str =
+    "(SELECT max(updated_at) FROM workboard_cards WHERE board_id = k.board_id AND status = k.status)";
+
 impl Workboard {
     /// Create or update a board; absent fields keep their values.
     pub fn upsert_board(&self, input: &Input, now_ms: Option<i64>) -> Result<Board> {
@@ -267,10 +272,10 @@ impl Workboard {
                     },
                 );
             }
-            let mut stmt = tx.prepare_cached(
-                "SELECT board_id, status, count(*), count(archived_at), max(updated_at)
-                 FROM workboard_cards GROUP BY board_id, status",
-            )?;
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT k.board_id, k.status, sum(k.cards), sum(k.archived), {NEWEST_IN_STATUS}
+                 FROM workboard_counts k GROUP BY k.board_id, k.status"
+            ))?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -317,34 +322,38 @@ impl Workboard {
                 oldest_ready_age_ms: None,
                 updated_at: None,
             };
-            let sql = format!(
-                "SELECT status, coalesce(agent_id, '(default)'), count(*), count(archived_at), max(updated_at),
-                   min(CASE WHEN status = 'ready' THEN updated_at END)
-                 FROM workboard_cards {filter} GROUP BY status, agent_id"
+            // Counts from the trigger-maintained counters; times from single index seeks.
+            let counts = format!(
+                "SELECT status, agent_key, sum(cards), sum(archived) FROM workboard_counts {filter}
+                 GROUP BY status, agent_key"
             );
-            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut stmt = tx.prepare_cached(&counts)?;
             let rows = stmt.query_map([&board], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, i64>(2)?,
                     r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, Option<i64>>(5)?,
                 ))
             })?;
-            let mut oldest: Option<i64> = None;
             for row in rows {
-                let (status, agent, count, archived, updated, ready_min) = row?;
+                let (status, agent, count, archived) = row?;
+                let agent = if agent.is_empty() { "(default)".to_string() } else { agent };
                 stats.total += count;
                 stats.archived += archived;
                 *stats.by_status.entry(status).or_default() += count;
                 *stats.by_agent.entry(agent).or_default() += count;
-                stats.updated_at = Some(stats.updated_at.unwrap_or(0).max(updated));
-                if let Some(m) = ready_min {
-                    oldest = Some(oldest.map_or(m, |o| o.min(m)));
-                }
             }
+            let times = format!(
+                "SELECT max({NEWEST_IN_STATUS}),
+                   min(CASE WHEN k.status = 'ready' THEN
+                     (SELECT min(updated_at) FROM workboard_cards WHERE board_id = k.board_id AND status = 'ready') END)
+                 FROM (SELECT DISTINCT board_id, status FROM workboard_counts {filter}) k"
+            );
+            let (newest, oldest): (Option<i64>, Option<i64>) = tx
+                .prepare_cached(&times)?
+                .query_row([&board], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            stats.updated_at = newest;
             stats.active = stats.total - stats.archived;
             stats.oldest_ready_age_ms = oldest.map(|m| (now - m).max(0));
             Ok(stats)

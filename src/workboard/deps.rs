@@ -10,7 +10,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::cards::write;
-use super::dispatch::{NOT_HELD, WATCHED};
+use super::dispatch::WATCHED;
 use super::model::*;
 use super::normalize::new_id;
 use super::persist::{self, require};
@@ -208,11 +208,12 @@ impl Workboard {
         let now = self.now(now_ms)?;
         self.store.write(|tx| {
             // Only cards with a schedule or parents can change (see `promotion_target`);
-            // they are a subset of the watched cards (partial index, schema V8).
+            // they are a subset of the watched cards (partial index, schema V9), which
+            // leaves out todo cards still waiting on a parent.
             let ids: Vec<String> = tx
                 .prepare_cached(&format!(
                     "SELECT id FROM workboard_cards INDEXED BY workboard_cards_watch WHERE {WATCHED}
-                     AND (scheduled_at IS NOT NULL OR has_parents = 1) AND {NOT_HELD}
+                     AND (scheduled_at IS NOT NULL OR has_parents = 1)
                      ORDER BY status_rank, position, created_at, id"
                 ))?
                 .query_map([], |r| r.get(0))?

@@ -65,21 +65,15 @@ pub fn seconds_to_ms(seconds: i64) -> i64 {
         .min(MAX_DATE_TIMESTAMP_MS)
 }
 
-/// The WHERE clause of the partial index `workboard_cards_watch` (schema V8):
-/// unarchived triage..ready cards that are ready, scheduled, failing or held by
-/// parents. Queries repeat it and name the index (`INDEXED BY`: SQLite has no
-/// statistics to prefer it, and refuses the query if the index stops matching).
+/// The WHERE clause of the partial index `workboard_cards_watch` (schema V9):
+/// unarchived triage..ready cards that can change on their own: ready, scheduled,
+/// failing, or with parents unless they are `todo` cards still waiting on one
+/// (`open_parents`, kept by triggers). Queries repeat it and name the index
+/// (`INDEXED BY`: SQLite has no statistics to prefer it, and refuses the query if
+/// the index stops matching).
 pub(crate) const WATCHED: &str = "archived_at IS NULL AND status_rank <= 4
-    AND (status_rank = 4 OR scheduled_at IS NOT NULL OR failure_count > 0 OR has_parents = 1)";
-
-/// Excludes the watched cards that cannot change yet: unscheduled, never-failed
-/// `todo` cards with a parent that is missing or not done (their promotion target
-/// is `todo` again). Per card it reads link rows and parent statuses by key, not
-/// the card document.
-pub(crate) const NOT_HELD: &str = "NOT (status_rank = 2 AND scheduled_at IS NULL AND failure_count = 0
-    AND EXISTS (SELECT 1 FROM workboard_card_links l LEFT JOIN workboard_cards p ON p.id = l.target_card_id
-                WHERE l.card_id = workboard_cards.id AND l.type = 'parent'
-                  AND l.target_card_id IS NOT NULL AND (p.id IS NULL OR p.status <> 'done')))";
+    AND (status_rank = 4 OR scheduled_at IS NOT NULL OR failure_count > 0
+         OR (has_parents = 1 AND (status_rank <> 2 OR open_parents = 0)))";
 
 fn ids(tx: &Tx, sql: &str, p: impl rusqlite::Params) -> Result<Vec<String>> {
     Ok(tx
@@ -93,11 +87,13 @@ fn candidates(tx: &Tx, board: Option<&str>, now: i64) -> Result<HashSet<String>>
     let mut out: HashSet<String> = HashSet::new();
     // Triage..ready cards that can change on their own: ready (bookkeeping),
     // scheduled, failing (retry budget) or held by parents. The condition is the
-    // partial index `workboard_cards_watch` (V8) verbatim, so only those rows are read.
+    // partial index `workboard_cards_watch` (V9) verbatim, so only those rows are read.
     out.extend(ids(
         tx,
-        &format!("SELECT id FROM workboard_cards INDEXED BY workboard_cards_watch WHERE {WATCHED} AND {NOT_HELD}
-                   AND (?1 IS NULL OR board_id = ?1)"),
+        &format!(
+            "SELECT id FROM workboard_cards INDEXED BY workboard_cards_watch WHERE {WATCHED}
+                   AND (?1 IS NULL OR board_id = ?1)"
+        ),
         params![board],
     )?);
     // Running cards with a deadline (partial index on running cards).
