@@ -257,3 +257,68 @@ pub fn apply(conn: &Connection) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A V8 database with cards and a dependency upgrades to V9 with exact
+    /// counters and open-parent counts (the backfill statements of V9).
+    #[test]
+    fn v9_backfills_counters_and_open_parents_of_an_existing_board() {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..8] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO workboard_cards(id, board_id, title, status, status_rank, priority, position, agent_id,
+                archived_at, created_at, updated_at, doc, has_parents) VALUES
+               ('p', 'ops', 'parent', 'todo', 2, 'normal', 0, 'bot', NULL, 1, 1, '{}', 0),
+               ('c', 'ops', 'child', 'todo', 2, 'normal', 1, NULL, NULL, 1, 1, '{}', 1),
+               ('d', 'ops', 'done', 'done', 8, 'normal', 2, 'bot', 5, 1, 1, '{}', 0);
+             INSERT INTO workboard_card_links(card_id, id, ordinal, type, target_card_id, created_at)
+               VALUES ('c', 'l1', 0, 'parent', 'p', 1), ('c', 'l2', 1, 'parent', 'd', 1);",
+        )
+        .unwrap();
+        conn.execute_batch(MIGRATIONS[8]).unwrap();
+        let counts: Vec<(String, String, i64, i64)> = conn
+            .prepare(
+                "SELECT status, agent_key, cards, archived FROM workboard_counts ORDER BY 1, 2",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            counts,
+            [
+                ("done".to_string(), "bot".to_string(), 1, 1),
+                ("todo".to_string(), String::new(), 1, 0),
+                ("todo".to_string(), "bot".to_string(), 1, 0),
+            ]
+        );
+        let open: i64 = conn
+            .query_row(
+                "SELECT open_parents FROM workboard_cards WHERE id = 'c'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(open, 1);
+        // From here on the triggers keep it: the parent finishing frees the child.
+        conn.execute(
+            "UPDATE workboard_cards SET status = 'done', status_rank = 8 WHERE id = 'p'",
+            [],
+        )
+        .unwrap();
+        let open: i64 = conn
+            .query_row(
+                "SELECT open_parents FROM workboard_cards WHERE id = 'c'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(open, 0);
+    }
+}
