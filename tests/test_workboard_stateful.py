@@ -26,8 +26,9 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -36,7 +37,6 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from agent_factory import ManualClock, Workboard
 from agent_factory.errors import ConflictError, InvalidStateError, NotFoundError, ValidationError
 from agent_factory.testing import EPOCH_2026_MS
-
 from helpers import db_snapshot
 
 TYPED_ERRORS = (ValidationError, NotFoundError, ConflictError, InvalidStateError)
@@ -96,7 +96,7 @@ class WorkboardMachine(RuleBasedStateMachine):
         live = self._live()
         if live and data.draw(st.integers(0, 9)) > 0:
             return data.draw(st.sampled_from(live))
-        return data.draw(st.sampled_from(sorted(self.deleted) + [MISSING_ID]))
+        return data.draw(st.sampled_from([*sorted(self.deleted), MISSING_ID]))
 
     def _live(self) -> list[str]:
         return [i for i in self.ids if i not in self.deleted]
@@ -109,9 +109,9 @@ class WorkboardMachine(RuleBasedStateMachine):
     @initialize(n=st.integers(1, 4))
     def seed_cards(self, n: int) -> None:
         for k in range(n):
-            self.ids.append(self._call("create(seed)", lambda: self.wb.create(f"seed {k}")).id)
+            self.ids.append(self._call("create(seed)", lambda k=k: self.wb.create(f"seed {k}")).id)
 
-    @rule(data=st.data(), status=st.sampled_from((None,) + STATUSES), scheduled=st.booleans(),
+    @rule(data=st.data(), status=st.sampled_from((None, *STATUSES)), scheduled=st.booleans(),
           n_parents=st.integers(0, 3))
     def create(self, data: st.DataObject, status: str | None, scheduled: bool, n_parents: int) -> None:
         live = self._live()
@@ -229,11 +229,11 @@ class WorkboardMachine(RuleBasedStateMachine):
             for p in c.parent_ids:
                 assert p in cards, f"after {self.last_op}: {c.id} has a parent link to missing card {p}"
                 back = (cards[p].metadata or {}).get("links") or []
-                assert any(l.get("type") == "child" and l.get("target_card_id") == c.id for l in back), \
+                assert any(link.get("type") == "child" and link.get("target_card_id") == c.id for link in back), \
                     f"after {self.last_op}: parent {p} lacks the child link to {c.id}"
-            for l in links:
-                if l.get("type") == "child":
-                    assert l["target_card_id"] in cards, f"after {self.last_op}: {c.id} has a child link to a missing card"
+            for link in links:
+                if link.get("type") == "child":
+                    assert link["target_card_id"] in cards, f"after {self.last_op}: {c.id} has a child link to a missing card"
         # Iterative DFS with colours.
         colour: dict[str, int] = {}
         for start in cards:
@@ -254,6 +254,20 @@ class WorkboardMachine(RuleBasedStateMachine):
                         stack.append((nxt, 0))
                 else:
                     colour[node] = 2
+
+    @invariant()
+    def counters_and_open_parents_match_the_cards(self) -> None:
+        """The trigger-kept stats counters and open-parent counts agree with the cards."""
+        cards = self._cards()
+        stats = self.wb.stats()
+        by_status: dict[str, int] = {}
+        for c in cards.values():
+            by_status[c.status] = by_status.get(c.status, 0) + 1
+        assert stats.total == len(cards) and stats.by_status == by_status, \
+            f"after {self.last_op}: stats {stats.by_status} != cards {by_status}"
+        for card_id, open_parents in db_rows(self.path, "SELECT id, open_parents FROM workboard_cards"):
+            expect = sum(1 for p in cards[card_id].parent_ids if p not in cards or cards[p].status != "done")
+            assert open_parents == expect, f"after {self.last_op}: {card_id} open_parents {open_parents} != {expect}"
 
     @invariant()
     def holds_and_claims_and_log(self) -> None:
