@@ -54,8 +54,8 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 SYSTEMS = ("af-sync", "af-async", "huey", "persist-queue", "litequeue")
 SETTINGS = ("default", "durable")
@@ -122,7 +122,7 @@ def run_af_sync(setting: str, d: str, payloads: list[dict], convs: list[str]) ->
     enqueue = f.queue.enqueue
     c0 = time.process_time()
     t0 = time.perf_counter()
-    for conv, p in zip(convs, payloads):
+    for conv, p in zip(convs, payloads, strict=True):
         enqueue(conv, AGENT, p)
     t1 = time.perf_counter()
     w = f.worker(WORKER, mode="pooled")
@@ -153,7 +153,7 @@ def run_af_async(setting: str, d: str, payloads: list[dict], convs: list[str]) -
         enqueue = f.queue.enqueue
         c0 = time.process_time()
         t0 = time.perf_counter()
-        for conv, p in zip(convs, payloads):
+        for conv, p in zip(convs, payloads, strict=True):
             await enqueue(conv, AGENT, p)
         t1 = time.perf_counter()
         w = f.worker(WORKER, mode="pooled")
@@ -308,7 +308,7 @@ def available(systems: list[str]) -> list[str]:
         module = MODULES[s]
         try:
             __import__(module)
-        except Exception as e:  # noqa: BLE001 - any import failure means "skip it"
+        except Exception as e:  # any import failure means "skip it"
             print(
                 f"note: skipping {s}: cannot import {module} ({type(e).__name__}: {e}); "
                 f"install it with `{sys.executable} -m pip install {PIP_NAMES[module]}`",
@@ -387,7 +387,7 @@ def run_one(system: str, setting: str, run: int, payloads: list[dict], convs: li
             out = RUNNERS[system](setting, d, payloads, convs)
             _check(system, out.drained, len(payloads))
             res.outcome = out
-        except Exception as e:  # noqa: BLE001 - report and go on with the others
+        except Exception as e:  # report and go on with the others
             res.error = f"{type(e).__name__}: {e}"
             traceback.print_exc()
         gc.collect()
@@ -423,7 +423,10 @@ def summarise(report: Report, setting: str, systems: list[str]) -> None:
             "runs": len(ok),
         }
     ours = med.get("af-sync", {}).get("e2e")
-    header = f"{'system':<15} {'enqueue msg/s':>14} {'drain msg/s':>12} {'e2e msg/s':>10} {'e2e [min-max]':>19} {'runs':>4} {'af-sync ÷ this (e2e)':>21}"
+    header = (
+        f"{'system':<15} {'enqueue msg/s':>14} {'drain msg/s':>12} {'e2e msg/s':>10} {'e2e [min-max]':>19} {'runs':>4} "
+        f"{'af-sync ÷ this (e2e)':>21}"
+    )
     print(header)
     print("-" * len(header))
     for s in systems:
@@ -436,7 +439,8 @@ def summarise(report: Report, setting: str, systems: list[str]) -> None:
         ratio = f"{ours / m['e2e']:.2f}x" if ours and s != "af-sync" else ("1.00x" if ours else "-")
         rng = f"[{m['e2e_min']:,.0f}-{m['e2e_max']:,.0f}]"
         print(
-            f"{s:<15} {fmt_rate(m['enq']):>14} {fmt_rate(m['drain']):>12} {fmt_rate(m['e2e']):>10} {rng:>19} {m['runs']:>4} {ratio:>21}"
+            f"{s:<15} {fmt_rate(m['enq']):>14} {fmt_rate(m['drain']):>12} {fmt_rate(m['e2e']):>10} {rng:>19} "
+            f"{m['runs']:>4} {ratio:>21}"
         )
     for (st, peer), want in TARGETS.items():
         if st != setting or peer not in med or ours is None:

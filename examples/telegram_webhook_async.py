@@ -94,7 +94,7 @@ def connection_handler(factory: af.AsyncFactory, agent_key: str, path: str = af.
             )
             writer.write(head.encode() + data)
             await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             writer.close()

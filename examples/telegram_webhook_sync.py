@@ -65,7 +65,7 @@ def make_handler(factory: af.Factory, agent_key: str, path: str = af.DEFAULT_WEB
             self.end_headers()
             self.wfile.write(data)
 
-        def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        def do_POST(self) -> None:
             if self.path.split("?", 1)[0] != path:
                 self._send(404, {"ok": False, "error": "not found"})
                 return
@@ -81,7 +81,7 @@ def make_handler(factory: af.Factory, agent_key: str, path: str = af.DEFAULT_WEB
             status, payload = answer(factory, agent_key, body, self.headers.get(af.SECRET_TOKEN_HEADER))
             self._send(status, payload)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug(format, *args)
 
     return WebhookHandler

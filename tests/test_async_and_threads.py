@@ -188,7 +188,7 @@ def test_threads_share_one_factory(factory: Factory) -> None:
     msgs = items(n_messages, n_conversations)
     ids = factory.queue.enqueue_many(msgs)
     enqueue_order: dict[str, list[str]] = defaultdict(list)
-    for mid, m in zip(ids, msgs):
+    for mid, m in zip(ids, msgs, strict=True):
         enqueue_order[str(m["conversation_id"])].append(mid)
 
     lock = threading.Lock()
@@ -225,7 +225,7 @@ def test_threads_share_one_factory(factory: Factory) -> None:
                     completions[c.message_id] += 1
                     per_thread[worker_id] += 1
             raise AssertionError("deadline passed")
-        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+        except BaseException as e:  # reported by the main thread
             errors.append(e)
 
     threads = [threading.Thread(target=run, args=(f"thread-{i}",)) for i in range(n_threads)]
@@ -277,7 +277,7 @@ def test_two_factories_on_one_file_share_one_writer(factory_path: Path, manual_c
                 assert w.complete(c) is True
                 done[name][c.message_id] += 1
             raise AssertionError("did not drain")
-        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+        except BaseException as e:  # reported by the main thread
             errors.append(e)
 
     threads = [threading.Thread(target=run, args=("f1", f1)), threading.Thread(target=run, args=("f2", f2))]

@@ -28,8 +28,9 @@ import os
 import shutil
 import sqlite3
 import string
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -199,7 +200,7 @@ def expect_rejected(
     before = world.state()
     try:
         result = call(world)
-    except BaseException as err:  # noqa: BLE001 - a pyo3 PanicException is a BaseException
+    except BaseException as err:  # a pyo3 PanicException is a BaseException
         raised: BaseException | None = err
     else:
         raised = None
@@ -687,7 +688,7 @@ def test_bad_worker_status_transition(world: World, worker_id: str, current: str
 # Unknown and malformed ids
 # --------------------------------------------------------------------------------------
 
-MALFORMED_MESSAGE_IDS = ["abc", "0", "-1", " 1", "+1", "١", "9" * 20]
+MALFORMED_MESSAGE_IDS = ["abc", "0", "-1", " 1", "+1", "١", "9" * 20]  # noqa: RUF001 -- a non-ASCII digit on purpose
 
 
 @pytest.mark.parametrize("message_id", MALFORMED_MESSAGE_IDS)
@@ -1085,7 +1086,7 @@ def near_valid_payloads(draw: st.DrawFn) -> dict[str, Any]:
         elif mutation == "attachment-drop":
             del target[draw(st.sampled_from(sorted(target)))]
         else:
-            target[draw(st.text(max_size=10).filter(lambda k: k not in ATTACHMENT_KEYS + ["downloadUrl", "path"]))] = draw(json_values)
+            target[draw(st.text(max_size=10).filter(lambda k: k not in [*ATTACHMENT_KEYS, "downloadUrl", "path"]))] = draw(json_values)
     return payload
 
 

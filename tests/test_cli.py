@@ -4,22 +4,47 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-from helpers import payload
+from typing import Any
 
 from agent_factory import Factory, WorkerRecord
+from helpers import payload
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def db_state(path: Path) -> Any:
+    """``helpers.db_snapshot(path)`` taken in a child process.
+
+    The test process holds agent-factory connections (its own bundled SQLite) while
+    the CLI processes write; opening and closing a second SQLite library's
+    connection on the same file here (Python's ``sqlite3``) would drop the POSIX
+    locks the bundled one holds (SQLite's "multiple copies of SQLite in one
+    process" hazard) and let a CLI process checkpoint under its feet."""
+    code = (
+        "import pickle, sys; sys.path.insert(0, sys.argv[1]); from helpers import db_snapshot; "
+        "sys.stdout.buffer.write(pickle.dumps(db_snapshot(sys.argv[2])))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(path)],
+                         capture_output=True, check=True, timeout=60)
+    return pickle.loads(out.stdout)
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``agent-factory`` console script (``python -m agent_factory``
+    without one). stdin is ``input``, else empty (never a terminal)."""
     exe = shutil.which("agent-factory")
     cmd = [exe] if exe else [sys.executable, "-m", "agent_factory"]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=120)
+    stdin = None if input is not None else subprocess.DEVNULL
+    return subprocess.run(
+        [*cmd, *args], capture_output=True, text=True, env=env, input=input, stdin=stdin, timeout=120
+    )
 
 
 def test_in_process_demo_reports_every_message_done_in_order() -> None:
@@ -58,7 +83,7 @@ def test_status_shows_counts_and_dead_letters(tmp_path: Path) -> None:
 
 
 def test_bad_usage_exits_2(tmp_path: Path) -> None:
-    assert run_cli("status", "--db", str(tmp_path / "missing.db")).returncode == 2
+    assert run_cli("status", "--db", str(tmp_path / "missing.db")).returncode == 4  # not found
     assert run_cli("demo", "--messages", "0").returncode == 2
     assert run_cli("demo", "--waves", "0").returncode == 2
     (tmp_path / "taken.db").write_text("")
@@ -123,7 +148,9 @@ def test_demo_runs_the_pool_with_worker_processes_and_checks_everything(tmp_path
 
 
 def test_demo_human_output_reports_the_pool(tmp_path: Path) -> None:
-    out = run_cli("demo", "--messages", "12", "--conversations", "3", "--workers", "3", "--idle-timeout-ms", "3000")
+    out = run_cli(
+        "demo", "--messages", "12", "--conversations", "3", "--workers", "3", "--waves", "1", "--idle-timeout-ms", "1500"
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     for text in ("workers spawned", "workers stopped", "snapshots taken", "restores verified", "order verified", "OK"):
         assert text in out.stdout, text

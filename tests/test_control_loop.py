@@ -11,6 +11,7 @@ call of the next arrives.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -27,9 +28,8 @@ import pytest
 
 import agent_factory as af
 from agent_factory import AsyncFactory, Factory, FlyProvider, ProviderConfig, ScalingPolicy, TickReport
-from agent_factory.testing import FakeFly
 from agent_factory.fakes.fly import FakeCall
-
+from agent_factory.testing import FakeFly
 from helpers import payload
 
 APP = "agent-factory-workers-test"
@@ -73,7 +73,7 @@ def assert_one_holder_at_a_time(calls: list[FakeCall], holders_in_order: list[st
     """Each holder's calls are one contiguous run, in this order, never overlapping."""
     runs = holder_runs(calls)
     assert [ua for ua, _ in runs] == [user_agent(h) for h in holders_in_order], [ua for ua, _ in runs]
-    for (_, before), (_, after) in zip(runs, runs[1:]):
+    for (_, before), (_, after) in itertools.pairwise(runs):
         assert max(c.done for c in before) <= min(c.at for c in after), "two loops' calls overlapped"
 
 

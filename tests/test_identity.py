@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -143,10 +144,10 @@ class BindingModel(RuleBasedStateMachine):
     """Random binds and revokes against a model: one active binding per user, one per
     (bot, Telegram user) and (bot, Telegram chat), and the stable conversation id."""
 
-    USERS = ["u0", "u1", "u2", "u3"]
-    AGENTS = {"a": "bot-a", "b": "bot-b"}
-    TG = [None, "t0", "t1"]
-    CHATS = [None, "c0", "c1"]
+    USERS: ClassVar[list[str]] = ["u0", "u1", "u2", "u3"]
+    AGENTS: ClassVar[dict[str, str]] = {"a": "bot-a", "b": "bot-b"}
+    TG: ClassVar[list[str | None]] = [None, "t0", "t1"]
+    CHATS: ClassVar[list[str | None]] = [None, "c0", "c1"]
 
     def __init__(self) -> None:
         super().__init__()
@@ -189,7 +190,7 @@ class BindingModel(RuleBasedStateMachine):
             assert all(b.conversation_id == f"user-agent:{b.agent_key}:{user}" for b in history)
             want = self.active.get(user)
             assert self.f.identity.resolve_agent_for_user(user) == (want[0] if want else None)
-        for key, bot in self.AGENTS.items():
+        for bot in self.AGENTS.values():
             for tg in self.TG[1:]:
                 owners = [u for u, (a, t, _) in self.active.items() if self.AGENTS[a] == bot and t == tg]
                 assert len(owners) <= 1

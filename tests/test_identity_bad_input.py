@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,7 +28,6 @@ from agent_factory import (
     ValidationError,
 )
 from agent_factory.testing import EPOCH_2026_MS
-
 from helpers import db_snapshot
 
 T0 = EPOCH_2026_MS

@@ -11,6 +11,7 @@ finish everything, each message exactly once and in order within a conversation.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -90,7 +91,7 @@ def test_workers_in_processes_survive_a_sigkill(tmp_path: Path) -> None:
     ids = f.queue.enqueue_many(items)
     hold_id = ids[0]
     enqueue_order: dict[str, list[str]] = defaultdict(list)
-    for mid, item in zip(ids, items):
+    for mid, item in zip(ids, items, strict=True):
         enqueue_order[item["conversation_id"]].append(mid)
 
     script = tmp_path / "worker.py"
@@ -174,7 +175,7 @@ def test_workers_in_processes_survive_a_sigkill(tmp_path: Path) -> None:
     for conv, order in enqueue_order.items():
         finished = [jobs[m].finished_at for m in order]
         assert finished == sorted(finished), (conv, finished)
-        for earlier, later in zip(order, order[1:]):
+        for earlier, later in itertools.pairwise(order):
             # the later message was handed out only after the earlier one's completion started
             assert by_id[later]["claimed_ns"] > by_id[earlier]["completing_ns"], (conv, earlier, later)
     # the work was really shared between the surviving processes

@@ -20,8 +20,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -29,7 +29,6 @@ import agent_factory as af
 from agent_factory import Factory, FlyProvider, ManualClock, ProviderError, ScalingPolicy
 from agent_factory.metrics import Counters, Metrics, MetricsServer, WorkerGauge, counters
 from agent_factory.testing import FakeFly
-
 from helpers import payload
 
 APP = "agent-factory-obs-test"
@@ -578,7 +577,7 @@ def test_serve_metrics_port_subprocess(tmp_path: Path) -> None:
         assert _get(f"http://127.0.0.1:{port}/")[0] == 404
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert f"metrics on http://127.0.0.1:{port}/metrics" in err
     with pytest.raises(urllib.error.URLError):

@@ -10,7 +10,6 @@ import pytest
 import agent_factory as af
 from agent_factory import AsyncFactory, Factory, FlyProvider, LocalProvider, ScalingPolicy, ValidationError
 from agent_factory.testing import FakeFly
-
 from helpers import payload
 
 APP = "agent-factory-workers-test"

@@ -14,7 +14,6 @@ import pytest
 
 from agent_factory import Factory, FlyProvider, ManualClock, ProviderError, ScalingPolicy
 from agent_factory.testing import FakeFly
-
 from helpers import payload
 
 APP = "agent-factory-workers-test"
@@ -129,7 +128,9 @@ def test_teardown_faults_keep_the_worker_stopping(
     assert_no_leak(factory, fake_fly)
 
 
-def test_internal_server_error_never_means_gone(factory: Factory, manual_clock: ManualClock, fake_fly: FakeFly, agent: str) -> None:
+def test_internal_server_error_never_means_gone(
+    factory: Factory, manual_clock: ManualClock, fake_fly: FakeFly, agent: str
+) -> None:
     """The original took Fly's "internal server error" for a vanished machine (spec weakness 8)."""
     wid = spawn_one(factory, fake_fly, agent)
     manual_clock.advance(SCALING.idle_timeout_ms + STARTUP_GRACE_MS + 1)

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from agent_factory import Factory, LocalProvider, ManualClock, ScalingPolicy, ValidationError
-
 from helpers import payload
 
 RECORDER = """

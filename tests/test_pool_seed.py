@@ -10,7 +10,7 @@ fake timers and ``nowMs`` arguments.
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,6 @@ import agent_factory as af
 from agent_factory import Factory, FlyProvider, ManualClock, NotFoundError, ProviderError, ScalingPolicy
 from agent_factory._types import Worker as WorkerRow
 from agent_factory.testing import FakeFly
-
 from helpers import payload
 
 APP = "agent-factory-workers-test"
@@ -50,7 +49,7 @@ SEED_SCALING = ScalingPolicy(
 def utc_ms(*args: int) -> int:
     """``Date.UTC(year, monthIndex, day, h, m, s)`` (month is 0-based, as in JavaScript)."""
     year, month, *rest = args
-    return int(datetime(year, month + 1, *rest, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(year, month + 1, *rest, tzinfo=UTC).timestamp() * 1000)
 
 
 def stable_hash_base36(value: str) -> str:
@@ -507,7 +506,9 @@ def test_spawn_failure_rolls_back(factory: Factory, manual_clock: ManualClock, f
     assert fake_fly.volumes == {} and fake_fly.live_machines() == {}
 
 
-def test_dedicated_volume_name_rule_matches_the_seed(factory: Factory, manual_clock: ManualClock, fake_fly: FakeFly, agent: str) -> None:
+def test_dedicated_volume_name_rule_matches_the_seed(
+    factory: Factory, manual_clock: ManualClock, fake_fly: FakeFly, agent: str
+) -> None:
     """The core's volume names equal the seed's helper for odd prefixes and ids too."""
     now = manual_clock.now_ms()
     factory.queue.enqueue("telegram:chat:names", agent, payload())

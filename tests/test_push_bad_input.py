@@ -10,9 +10,9 @@ rejected call. Hypothesis drives arbitrary schedules and time zones through
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,7 +27,6 @@ from agent_factory import (
     ValidationError,
 )
 from agent_factory.testing import EPOCH_2026_MS
-
 from helpers import db_snapshot
 
 BASE = EPOCH_2026_MS + 7 * 3_600_000 + 59 * 60_000

@@ -12,7 +12,8 @@ is an implementation independent of the Rust core's chrono-tz.
 from __future__ import annotations
 
 import calendar
-from datetime import date, datetime, timedelta, timezone
+import itertools
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
@@ -42,12 +43,12 @@ ZONES = [
     "Asia/Kolkata",
     "Asia/Kathmandu",
 ]
-START = int(datetime(2024, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
-END = int(datetime(2030, 12, 31, tzinfo=timezone.utc).timestamp() * 1000)
+START = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)
+END = int(datetime(2030, 12, 31, tzinfo=UTC).timestamp() * 1000)
 
 
 def utc_ms(*args: int) -> int:
-    return int(datetime(*args, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
 
 
 def local(ms: int, tz: str) -> datetime:
@@ -148,7 +149,7 @@ def slot_instant(d: date, hh: int, mm: int, tz: str) -> int:
     naive = datetime(d.year, d.month, d.day, hh, mm)
     fold0 = naive.replace(tzinfo=zone)
     fold1 = naive.replace(tzinfo=zone, fold=1)
-    exists = fold0.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) == naive
+    exists = fold0.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == naive
     if exists:
         return int(min(fold0.timestamp(), fold1.timestamp()) * 1000)
     # In a gap: the transition lies between the two readings; find it by the
@@ -214,7 +215,7 @@ def test_iteration_yields_each_local_slot_once_in_order(push, schedule: Schedule
     for _ in range(12):
         at = push.next_run_at(schedule, tz, at)
         got.append(at)
-    assert all(b > a for a, b in zip(got, got[1:])), "an instant repeated or went back"
+    assert all(b > a for a, b in itertools.pairwise(got)), "an instant repeated or went back"
     assert got[0] > after
     first_date = local(got[0], tz).date()
     expected = [slot_instant(d, hh, mm, tz) for d in slot_dates(schedule, first_date)[: len(got)]]

@@ -9,13 +9,13 @@ its message in its own user-agent conversation.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from agent_factory import Factory, Schedule
 
 
 def utc_ms(*args: int) -> int:
-    return int(datetime(*args, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
 
 
 def test_push_jobs_dispatch_scheduled_messages_with_a_stable_conversation(factory: Factory) -> None:

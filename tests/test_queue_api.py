@@ -7,7 +7,6 @@ import os
 import stat
 
 import pytest
-from helpers import payload
 
 import agent_factory as af
 from agent_factory import (
@@ -21,6 +20,7 @@ from agent_factory import (
     NotFoundError,
     ValidationError,
 )
+from helpers import payload
 
 
 def test_pooled_worker_serves_many_conversations_one_in_flight_each(factory: Factory, support_agent: str) -> None:
@@ -295,3 +295,38 @@ def test_claim_with_wrong_worker_handle_is_rejected(factory: Factory, support_ag
     assert claim is not None
     with pytest.raises(ValidationError, match="belongs to worker 'w1'"):
         factory.worker("w2").complete(claim)
+
+
+def test_requeue_replays_a_dead_letter_behind_waiting_work(
+    factory: Factory, factory_path: os.PathLike[str], manual_clock: ManualClock, support_agent: str
+) -> None:
+    from helpers import db_snapshot
+
+    poison = factory.queue.enqueue("c1", support_agent, payload("c1", "poison"), max_attempts=1)
+    worker = factory.worker("w1", mode="pooled")
+    claim = worker.claim()
+    assert claim is not None and worker.fail(claim, "boom").dead_lettered
+    later = factory.queue.enqueue("c1", support_agent, payload("c1", "later"))
+
+    before = db_snapshot(factory_path)
+    with pytest.raises(InvalidStateError, match="only dead_letter"):
+        factory.queue.requeue(later)
+    with pytest.raises(NotFoundError):
+        factory.queue.requeue("987654")
+    with pytest.raises(ValidationError, match="messageId"):
+        factory.queue.requeue("not-an-id")
+    factory.agents.disable(support_agent)
+    with pytest.raises(InvalidStateError, match="disabled"):
+        factory.queue.requeue(poison)
+    factory.agents.enable(support_agent)
+    assert db_snapshot(factory_path)["messages"] == before["messages"]
+
+    manual_clock.advance(1)
+    job = factory.queue.requeue(poison)
+    assert (job.status, job.attempts, job.last_error) == ("queued", 0, "boom")
+    assert factory.queue.stats().dead_letter == 0
+    order = []
+    while (c := worker.claim()) is not None:
+        order.append(c.payload["messageText"])
+        assert worker.complete(c)
+    assert order == ["later", "poison"], "a replay never overtakes queued work"

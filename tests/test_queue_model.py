@@ -29,16 +29,26 @@ import contextlib
 import dataclasses
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from agent_factory import Claim, Config, ConflictError, Factory, FailOutcome, LeaseConfig, ManualClock, RetryPolicy, retry_delay_ms
+from agent_factory import (
+    Claim,
+    Config,
+    ConflictError,
+    Factory,
+    FailOutcome,
+    LeaseConfig,
+    ManualClock,
+    RetryPolicy,
+    retry_delay_ms,
+)
 from agent_factory.testing import EPOCH_2026_MS
 
 AGENT = "bot"
@@ -215,7 +225,7 @@ class QueueMachine(RuleBasedStateMachine):
     def now(self) -> int:
         return self.clock.now_ms()
 
-    def handle(self, worker_id: str):  # noqa: ANN201
+    def handle(self, worker_id: str):
         return self.f.worker(worker_id, mode=self.model.workers[worker_id].mode)  # type: ignore[arg-type]
 
     def live(self) -> list[Claim]:
@@ -310,10 +320,12 @@ class QueueMachine(RuleBasedStateMachine):
             items = []
             for conv, priority in batch:
                 self.counter += 1
-                items.append({"conversation_id": conv, "agent_key": AGENT, "payload": payload(self.counter), "priority": priority})
+                items.append(
+                    {"conversation_id": conv, "agent_key": AGENT, "payload": payload(self.counter), "priority": priority}
+                )
             ids = self.f.queue.enqueue_many(items)
             assert len(ids) == len(batch) and [int(i) for i in ids] == sorted(int(i) for i in ids)
-            for mid, (conv, priority) in zip(ids, batch):
+            for mid, (conv, priority) in zip(ids, batch, strict=True):
                 self.model.messages[mid] = MMessage(
                     key=int(mid), mid=mid, conv=conv, priority=priority, scheduled_for=now, ready_at=now
                 )
@@ -483,7 +495,8 @@ class QueueMachine(RuleBasedStateMachine):
                     seen[j.message_id] = status
                     m = self.model.messages.get(j.message_id)
                     assert m is not None, f"unknown message {j}"
-                    assert (j.status, j.attempts, j.conversation_id, j.priority) == (m.status, m.attempts, m.conv, m.priority), (j, m)
+                    got = (j.status, j.attempts, j.conversation_id, j.priority)
+                    assert got == (m.status, m.attempts, m.conv, m.priority), (j, m)
                     assert j.last_error == m.last_error, (j, m)
                     if status == "processing":
                         assert (j.claimed_by, j.lease_expires_at) == (m.claimed_by, m.lease_expires_at), (j, m)

@@ -11,7 +11,6 @@ import pytest
 
 import agent_factory as af
 from agent_factory import Factory, ManualClock, ValidationError
-
 from helpers import payload
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z (the manual_clock fixture's start)
@@ -154,7 +153,9 @@ def test_hydration_bundle_bridge_config(factory: Factory) -> None:
     factory.agents.upsert_agent(
         "bridge-agent",
         secrets_ref=[],
-        bridge_config={"enabled": True, "base_url": "https://consumer.example.com", "service_id": "openclaw-prod", "app_key": "crm"},
+        bridge_config={
+            "enabled": True, "base_url": "https://consumer.example.com", "service_id": "openclaw-prod", "app_key": "crm"
+        },
     )
     factory.secrets.import_plaintext("agent-bridge.serviceKey.bridge-agent", "abs_live_bridge_key")
     url_map = '{"crm":"https://consumer.example.com","billing":"https://billing.example.com"}'

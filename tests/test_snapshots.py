@@ -14,8 +14,9 @@ import os
 import sqlite3
 import string
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -34,7 +35,6 @@ from agent_factory import (
     ValidationError,
 )
 from agent_factory.testing import EPOCH_2026_MS
-
 from helpers import payload
 
 T0 = EPOCH_2026_MS
@@ -67,7 +67,8 @@ def state(factory: Factory, path: Path) -> tuple[dict[str, Any], list[str]]:
 
 
 def make_ready(
-    f: Factory, worker: str, conversation: str, data: bytes, now_ms: int, *, workspace: str = "default", agent: str = "support-agent"
+    f: Factory, worker: str, conversation: str, data: bytes, now_ms: int, *,
+    workspace: str = "default", agent: str = "support-agent"
 ) -> str:
     up = f.snapshots.prepare_upload(worker, workspace, agent, conversation, "drain", now_ms=now_ms)
     sha = f.blobs.put(data)

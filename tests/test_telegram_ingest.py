@@ -8,8 +8,8 @@ fake, the real blob store.
 from __future__ import annotations
 
 import asyncio
-import os
 import json
+import os
 from pathlib import Path
 from typing import Any
 

@@ -168,7 +168,10 @@ def test_an_agent_without_a_webhook_secret_rejects_everything(
         (b"", "update body is not valid JSON"),
         (b"[1, 2]", "update must be an object"),
         (b'{"update_id": "7"}', "update.update_id"),
-        (b'{"update_id": 7, "message": {"message_id": 1, "chat": {"id": 1}, "from": {"id": 1}, "text": 5}}', "update.message.text must be a string"),
+        (
+            b'{"update_id": 7, "message": {"message_id": 1, "chat": {"id": 1}, "from": {"id": 1}, "text": 5}}',
+            "update.message.text must be a string",
+        ),
         (b"\xff\xfe", "update body is not valid JSON"),
         (b'{"update_id": 1, "pad": "' + b"x" * (1024 * 1024) + b'"}', "the limit is 1048576"),
     ],
@@ -204,7 +207,8 @@ message_fields = st.fixed_dictionaries(
         "from": json_values | st.fixed_dictionaries({"id": json_values | st.integers(1, 10**12)}),
         "text": json_values | st.text(max_size=50),
         "caption": json_values,
-        "photo": json_values | st.lists(st.dictionaries(st.sampled_from(["file_id", "file_size", "width"]), json_values), max_size=3),
+        "photo": json_values
+        | st.lists(st.dictionaries(st.sampled_from(["file_id", "file_size", "width"]), json_values), max_size=3),
         "document": json_values,
     },
 )
@@ -296,7 +300,8 @@ def test_bad_tokens_are_rejected_without_echo(
 def test_reconcile_reads_the_bot_behind_the_stored_token(factory: Factory, fake_telegram: FakeTelegram) -> None:
     factory.telegram.set_api_config(base_url=fake_telegram.base_url)
     factory.agents.upsert_agent(AGENT, secrets_ref=[])
-    with pytest.raises(InvalidStateError, match=rf"Missing Telegram token\. Import an active 'telegram\.botToken\.{AGENT}' secret first\."):
+    missing = rf"Missing Telegram token\. Import an active 'telegram\.botToken\.{AGENT}' secret first\."
+    with pytest.raises(InvalidStateError, match=missing):
         factory.telegram.reconcile_bot_identity(AGENT)
     factory.secrets.import_plaintext(f"telegram.botToken.{AGENT}", fake_telegram.token)
     found = factory.telegram.reconcile_bot_identity(AGENT)

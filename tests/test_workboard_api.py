@@ -18,9 +18,7 @@ from hypothesis import strategies as st
 
 from agent_factory import AsyncWorkboard, Card, Factory, ManualClock, Workboard
 from agent_factory.errors import ConflictError, ValidationError
-
 from helpers import db_snapshot
-
 
 
 def test_workboard_shares_the_factory_file(factory: Factory, workboard: Workboard, factory_path: Path) -> None:
@@ -142,8 +140,9 @@ def test_async_workboard(async_workboard: AsyncWorkboard) -> None:
 _BAD_CREATE = st.one_of(
     st.fixed_dictionaries({"title": st.sampled_from(["", "   ", "x" * 181])}),
     st.fixed_dictionaries({"title": st.just("ok"), "status": st.text(min_size=1).filter(
-        lambda s: s.strip() != "" and s.strip().lower() not in {"triage", "backlog", "todo", "scheduled", "ready", "running", "review",
-                                            "blocked", "done"})}),
+        lambda s: s.strip() != ""
+        and s.strip().lower()
+        not in {"triage", "backlog", "todo", "scheduled", "ready", "running", "review", "blocked", "done"})}),
     st.fixed_dictionaries({"title": st.just("ok"), "priority": st.sampled_from(["low!", "none", "critical"])}),
     st.fixed_dictionaries({"title": st.just("ok"), "notes": st.just("n" * 4001)}),
     st.fixed_dictionaries({"title": st.just("ok"), "labels": st.just(["l" * 41])}),
@@ -247,5 +246,5 @@ def test_random_links_keep_the_graph_acyclic(edges: list[tuple[int, int]]) -> No
     for card in wb.list():
         for parent in card.parent_ids:
             p = wb.get(parent)
-            assert p is not None and card.id in [l["target_card_id"] for l in p.metadata["links"]
-                                                 if l["type"] == "child"]
+            assert p is not None and card.id in [link["target_card_id"] for link in p.metadata["links"]
+                                                 if link["type"] == "child"]

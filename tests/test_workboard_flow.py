@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 
 from agent_factory import AsyncWorkboard, DiagnosticsReport, DispatchResult, ManualClock, Workboard
 from agent_factory.errors import ConflictError, InvalidStateError, NotFoundError, ValidationError
-
 from helpers import db_snapshot
 
 MAX_DATE_TIMESTAMP_MS = 8_640_000_000_000_000
@@ -190,7 +189,7 @@ def test_dependency_holds(wb: Workboard) -> None:
     linked = wb.update(child.id, metadata={"links": [
         {"id": "ordinary-link", "type": "relates_to", "created_at": 1_000, "url": "https://example.com/work"}
     ]})
-    pairs = {(l["type"], l.get("target_card_id") or l.get("url")) for l in linked.metadata["links"]}
+    pairs = {(link["type"], link.get("target_card_id") or link.get("url")) for link in linked.metadata["links"]}
     assert {("parent", parent.id), ("relates_to", "https://example.com/work")} <= pairs
     with pytest.raises(InvalidStateError, match="dependencies"):
         wb.claim(child.id, "main")
@@ -294,7 +293,7 @@ def test_auto_orchestration(wb: Workboard) -> None:
     marked = wb.get(first.id)
     assert marked.metadata["worker_protocol"]["state"] == "idle"
     assert marked.metadata["worker_protocol"]["detail"] == "Awaiting workboard_specify or workboard_decompose."
-    assert [l["level"] for l in marked.metadata["worker_logs"]] == ["info"]
+    assert [entry["level"] for entry in marked.metadata["worker_logs"]] == ["info"]
     assert any(e["kind"] == "orchestration" for e in marked.events)
     assert "worker_protocol" not in (wb.get(second.id).metadata or {})
     assert "worker_protocol" not in (wb.get(archived.id).metadata or {})

@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 
 from agent_factory import AsyncWorkboard, ManualClock, NotificationEvents, Workboard
 from agent_factory.errors import NotFoundError, ValidationError
-
 from helpers import db_snapshot
 
 

@@ -8,7 +8,6 @@ claim) leaves the database byte-for-byte unchanged.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ from hypothesis import strategies as st
 
 from agent_factory import ManualClock, Workboard
 from agent_factory.errors import ConflictError, InvalidStateError, NotFoundError, ValidationError
-
 from helpers import db_snapshot
 
 
@@ -149,7 +147,7 @@ def test_decompose_notifies_completion_through_the_log(wb: Workboard) -> None:
     wb.decompose(parent.id, [{"title": "A"}, {"title": "B", "board_id": "other", "tenant": "t1"}], summary="Split.")
     events = wb.advance_notification_events(sub.id).events
     assert [(e.kind, e.message) for e in events] == [("completed", "Split.")]
-    other = [c for c in wb.list() if c.title == "B"][0]
+    other = next(c for c in wb.list() if c.title == "B")
     assert other.board_id == "other" and other.metadata["automation"]["tenant"] == "t1"
 
 

@@ -23,8 +23,8 @@ from agent_factory import (
     LeaseConfig,
     RetryPolicy,
     ValidationError,
-    Worker,
     Workboard,
+    Worker,
 )
 from helpers import payload
 

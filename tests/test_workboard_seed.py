@@ -468,7 +468,10 @@ def test_queued_stale_update_and_comment(wb: Workboard) -> None:
     stale = {"detected_at": 10, "last_session_updated_at": 1, "reason": "Linked session has not reported recent activity."}
     t1 = threading.Thread(target=lambda: wb.update(card.id, status="running", metadata={"stale": stale}))
     t2 = threading.Thread(target=lambda: wb.add_comment(card.id, "Operator note."))
-    t1.start(); t2.start(); t1.join(); t2.join()
+    t1.start()
+    t2.start()
+    t1.join()
+    t2.join()
     saved = wb.get(card.id)
     assert saved is not None and saved.status == "running"
     assert saved.metadata["stale"]["last_session_updated_at"] == 1
@@ -528,9 +531,9 @@ def test_idempotent_child_promotion(wb: Workboard) -> None:
     child = wb.create("Child", status="todo", parents=[parent.id], tenant="release", idempotency_key="fanout:1",
                       skills=["testing"], workspace={"kind": "scratch"})
     assert child.status == "todo"
-    assert [(l["type"], l["target_card_id"]) for l in child.metadata["links"]] == [("parent", parent.id)]
+    assert [(link["type"], link["target_card_id"]) for link in child.metadata["links"]] == [("parent", parent.id)]
     p = wb.get(parent.id)
-    assert p is not None and [(l["type"], l["target_card_id"]) for l in p.metadata["links"]] == [("child", child.id)]
+    assert p is not None and [(link["type"], link["target_card_id"]) for link in p.metadata["links"]] == [("child", child.id)]
     assert wb.create("Duplicate child", tenant="release", idempotency_key="fanout:1").id == child.id
     assert wb.create("Different tenant child", tenant="qa", idempotency_key="fanout:1").title == "Different tenant child"
     assert wb.create("Unscoped child", idempotency_key="fanout:1").title == "Unscoped child"
@@ -587,7 +590,7 @@ def test_dependency_links_survive_cap(wb: Workboard) -> None:
     wb.delete(parent.id)
     claimed = wb.claim(child.id, "main")
     assert claimed.card.status == "running"
-    assert not any(l.get("target_card_id") == parent.id for l in claimed.card.metadata["links"])
+    assert not any(link.get("target_card_id") == parent.id for link in claimed.card.metadata["links"])
 
 
 def test_rollback_on_link_capacity(wb: Workboard) -> None:

@@ -467,7 +467,11 @@ def test_worker_rejects_bad_configuration(tmp_path: Path) -> None:
 
 
 def worker_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_FACTORY_", "OPENCLAW_")) and k not in ("WORKER_ID", "WORKSPACE_ID")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AGENT_FACTORY_", "OPENCLAW_")) and k not in ("WORKER_ID", "WORKSPACE_ID")
+    }
     env.update(extra)
     return env
 

@@ -101,6 +101,8 @@ from .worker import JobContext, Worker, WorkerResult, echo_handler
 from ._async_telegram import DEFAULT_WEBHOOK_PATH, SECRET_TOKEN_HEADER, AsyncTelegramApi
 from ._async_workboard import AsyncWorkboard
 from ._sync_workboard import Workboard
+from ._board_view import BoardColumn, BoardView
+from ._record_list import RecordList
 from ._workboard_types import Decomposition, NotificationEvent, NotificationEvents, NotificationSubscription
 from ._workboard_types import CardDiagnostics, DiagnosticsReport, DispatchResult
 from ._workboard_types import QueueDispatchResult, QueuedCard
@@ -169,6 +171,9 @@ from ._identity_types import (
 __all__ = [
     "Workboard",
     "AsyncWorkboard",
+    "BoardView",
+    "BoardColumn",
+    "RecordList",
     "Card",
     "CardClaim",
     "WorkboardBoard",

@@ -7,7 +7,8 @@ generated from them (``tools/async_to_sync.py``).
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .errors import ValidationError
 

@@ -9,15 +9,19 @@ event loop.
 
 from __future__ import annotations
 
-import builtins
 import os
-from typing import Any, Iterable, Literal, Mapping, Sequence, overload
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, overload
 
 from . import _guard, _native
-from ._pacing import AsyncPacer, Pacer, check_run_args
-
+from ._area import _KEEP, _Area, _as_dict, _dict_list, _path_arg, _str_dict, _str_list
+from ._async_identity import AsyncIdentityApi
+from ._async_push import AsyncPushApi
+from ._async_telegram import AsyncTelegramApi
+from ._async_templates import AsyncTemplatesApi
 from ._control_types import ControlRun, TickReport
-from .metrics import Metrics
+from ._pacing import AsyncPacer, Pacer, check_run_args  # noqa: F401  (Pacer: the generated sync module)
+from ._record_list import RecordList
 from ._types import (
     AgentProfile,
     AppendResult,
@@ -47,12 +51,8 @@ from ._types import (
     WorkerStats,
 )
 from .config import Config, FlyProvider, LocalProvider, ScalingPolicy
-from ._area import _KEEP, _Area, _as_dict, _dict_list, _path_arg, _str_dict, _str_list
-from ._async_identity import AsyncIdentityApi
-from ._async_push import AsyncPushApi
-from ._async_telegram import AsyncTelegramApi
-from ._async_templates import AsyncTemplatesApi
 from .errors import ValidationError
+from .metrics import Metrics
 
 _IS_ASYNC = True
 
@@ -104,9 +104,9 @@ class AsyncAgentsApi(_Area):
         """One profile, or ``None``."""
         return AgentProfile._maybe(await self._n.get_agent(_IS_ASYNC, agent_key))
 
-    async def list(self, *, enabled: bool | None = None) -> builtins.list[AgentProfile]:
+    async def list(self, *, enabled: bool | None = None) -> RecordList[AgentProfile]:
         """All profiles by key, optionally only enabled (``True``) or disabled (``False``) ones."""
-        return [AgentProfile._from(a) for a in await self._n.list_agents(_IS_ASYNC, enabled)]
+        return RecordList([AgentProfile._from(a) for a in await self._n.list_agents(_IS_ASYNC, enabled)], AgentProfile)
 
     async def enable(self, agent_key: str, *, now_ms: int | None = None) -> AgentProfile:
         """Let the agent receive messages again."""
@@ -185,13 +185,22 @@ class AsyncQueueApi(_Area):
         """Queue counters."""
         return QueueStats._from(await self._n.queue_stats(_IS_ASYNC, now_ms))
 
-    async def list_jobs(self, status: str, *, limit: int = 100) -> list[Job]:
+    async def list_jobs(self, status: str, *, limit: int = 100) -> RecordList[Job]:
         """Messages of one status (``queued``/``processing`` oldest first, ``done``/``dead_letter`` newest first)."""
-        return [Job._from(j) for j in await self._n.list_jobs(_IS_ASYNC, status, limit)]
+        return RecordList([Job._from(j) for j in await self._n.list_jobs(_IS_ASYNC, status, limit)], Job)
 
     async def get_job(self, message_id: str) -> Job | None:
         """One message, or ``None``."""
         return Job._maybe(await self._n.get_job(_IS_ASYNC, message_id))
+
+    async def requeue(self, message_id: str, *, now_ms: int | None = None) -> Job:
+        """Put a dead-lettered message back in its conversation's queue: status ``queued``,
+        attempts reset to 0, scheduled for now, so in its conversation it comes after every
+        message that was due before the requeue (it never overtakes waiting work); the last
+        error is kept until it is claimed again. ``NotFoundError`` for an unknown id,
+        ``InvalidStateError`` unless the message is dead-lettered, and the errors of
+        ``enqueue`` when its agent is disabled or gone."""
+        return Job._from(await self._n.requeue(_IS_ASYNC, message_id, now_ms))
 
     async def conversation_counts(self, *, now_ms: int | None = None) -> ConversationCounts:
         """How many conversations are ready, and ready or in flight (for the autoscaler)."""
@@ -199,15 +208,17 @@ class AsyncQueueApi(_Area):
 
     async def active_conversations(self, *, limit: int = 1000, now_ms: int | None = None) -> list[tuple[str, str]]:
         """``(agent_key, conversation_id)`` of conversations that need a worker, sorted."""
-        return [tuple(x) for x in await self._n.active_conversations(_IS_ASYNC, limit, now_ms)]  # type: ignore[misc]
+        return [(agent, conversation) for agent, conversation in await self._n.active_conversations(_IS_ASYNC, limit, now_ms)]
 
     async def has_queued_jobs(self, conversation_id: str) -> bool:
         """Whether anything is queued or in flight for the conversation."""
         return await self._n.has_queued_jobs(_IS_ASYNC, conversation_id)  # type: ignore[no-any-return]
 
-    async def list_conversation_jobs(self, conversation_id: str, *, limit: int = 100) -> list[Job]:
+    async def list_conversation_jobs(self, conversation_id: str, *, limit: int = 100) -> RecordList[Job]:
         """Recent messages of one conversation, newest first."""
-        return [Job._from(j) for j in await self._n.list_conversation_jobs(_IS_ASYNC, conversation_id, limit)]
+        return RecordList(
+            [Job._from(j) for j in await self._n.list_conversation_jobs(_IS_ASYNC, conversation_id, limit)], Job
+        )
 
     async def conversation(self, conversation_id: str, *, limit: int = 50) -> ConversationView | None:
         """A conversation with its history and recent messages, or ``None``."""
@@ -276,9 +287,9 @@ class AsyncWorkersApi(_Area):
         """One worker, or ``None``."""
         return Worker._maybe(await self._n.get_worker(_IS_ASYNC, worker_id))
 
-    async def list(self, *, status: str | None = None, limit: int = 1000) -> builtins.list[Worker]:
+    async def list(self, *, status: str | None = None, limit: int = 1000) -> RecordList[Worker]:
         """Workers, newest first, optionally of one status."""
-        return [Worker._from(w) for w in await self._n.list_workers(_IS_ASYNC, status, limit)]
+        return RecordList([Worker._from(w) for w in await self._n.list_workers(_IS_ASYNC, status, limit)], Worker)
 
     async def control_state(self, worker_id: str, *, now_ms: int | None = None) -> ControlState:
         """Whether the worker should stop (read-only; the worker's own handle also heartbeats)."""
@@ -307,10 +318,10 @@ class AsyncSecretsApi(_Area):
         )
         return ImportedSecret._from(raw)
 
-    async def status(self, secret_refs: Sequence[str]) -> list[SecretStatus]:
+    async def status(self, secret_refs: Sequence[str]) -> RecordList[SecretStatus]:
         """Whether each reference has an active version (never the value), in input order."""
         refs = _str_list(secret_refs, "secret_refs")
-        return [SecretStatus._from(s) for s in await self._n.secret_status(_IS_ASYNC, refs)]
+        return RecordList([SecretStatus._from(s) for s in await self._n.secret_status(_IS_ASYNC, refs)], SecretStatus)
 
     async def list_refs(self) -> list[str]:
         """References that have an active version."""
@@ -381,7 +392,7 @@ class AsyncBlobsApi(_Area):
 
     def path(self, sha256: str) -> str:
         """Where the blob lives on disk."""
-        return self._n.blob_path(sha256)
+        return str(self._n.blob_path(sha256))
 
     async def delete(self, sha256: str) -> bool:
         """Remove a blob; ``False`` if it was not there."""
@@ -479,14 +490,16 @@ class AsyncSnapshotsApi(_Area):
 
     async def list_for_conversation(
         self, conversation_id: str, *, limit: int = 50, now_ms: int | None = None
-    ) -> list[Snapshot]:
+    ) -> RecordList[Snapshot]:
         """Snapshots of one conversation, newest first; ``limit`` is clamped to 1..200."""
         raw = await self._n.list_snapshots_for_conversation(_IS_ASYNC, conversation_id, limit, now_ms)
-        return [Snapshot._from(s) for s in raw]
+        return RecordList([Snapshot._from(s) for s in raw], Snapshot)
 
-    async def list_for_worker(self, worker_id: str, *, limit: int = 50, now_ms: int | None = None) -> list[Snapshot]:
+    async def list_for_worker(self, worker_id: str, *, limit: int = 50, now_ms: int | None = None) -> RecordList[Snapshot]:
         """Snapshots taken by one worker, newest first; ``limit`` is clamped to 1..200."""
-        return [Snapshot._from(s) for s in await self._n.list_snapshots_for_worker(_IS_ASYNC, worker_id, limit, now_ms)]
+        return RecordList(
+            [Snapshot._from(s) for s in await self._n.list_snapshots_for_worker(_IS_ASYNC, worker_id, limit, now_ms)], Snapshot
+        )
 
     async def get(self, snapshot_id: str, *, now_ms: int | None = None) -> Snapshot | None:
         """One snapshot, or ``None``."""
@@ -841,7 +854,9 @@ class AsyncWorkerHandle:
         if not isinstance(claim, Claim):
             raise ValidationError(f"expected a Claim, got {type(claim).__name__}")
         if claim.worker_id != self.worker_id:
-            raise ValidationError(f"claim of message {claim.message_id} belongs to worker {claim.worker_id!r}, not {self.worker_id!r}")
+            raise ValidationError(
+                f"claim of message {claim.message_id} belongs to worker {claim.worker_id!r}, not {self.worker_id!r}"
+            )
         return claim
 
     async def claim(self, *, conversation_id: str | None = None, now_ms: int | None = None) -> Claim | None:
@@ -976,7 +991,7 @@ class AsyncFactory:
 
     def now_ms(self) -> int:
         """The factory clock's time."""
-        return self._n.now_ms()
+        return int(self._n.now_ms())
 
     async def metrics(self, *, now_ms: int | None = None) -> Metrics:
         """Gauges of this database at ``now_ms`` (queue depth, waiting, in flight, dead
@@ -986,7 +1001,8 @@ class AsyncFactory:
 
     def __repr__(self) -> str:
         i = self.info()
-        return f"{type(self).__name__}(path={i['path'] or ':memory:'!r}, journal_mode={i['journal_mode']!r}, durable={i['durable']})"
+        path = i["path"] or ":memory:"
+        return f"{type(self).__name__}(path={path!r}, journal_mode={i['journal_mode']!r}, durable={i['durable']})"
 
     async def __aenter__(self) -> AsyncFactory:
         return self

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from ._area import _Area, _str_dict, _str_list
 from ._identity_types import (
@@ -14,6 +15,7 @@ from ._identity_types import (
     UserAgentPairing,
     UserAgentsOverview,
 )
+from ._record_list import RecordList
 from ._types import Job, Snapshot
 
 _IS_ASYNC = True
@@ -99,10 +101,10 @@ class AsyncIdentityApi(_Area):
         """The user's active binding, or ``None``."""
         return Binding._maybe(await self._n.get_user_agent_binding(_IS_ASYNC, consumer_user_id))
 
-    async def list_bindings(self, consumer_user_id: str, *, limit: int = 100) -> list[Binding]:
+    async def list_bindings(self, consumer_user_id: str, *, limit: int = 100) -> RecordList[Binding]:
         """The user's bindings (every agent and status), newest first; ``limit`` 1..1000."""
         raw = await self._n.list_user_bindings(_IS_ASYNC, consumer_user_id, limit)
-        return [Binding._from(b) for b in raw]
+        return RecordList([Binding._from(b) for b in raw], Binding)
 
     # -- pairing codes --
 
@@ -149,11 +151,11 @@ class AsyncIdentityApi(_Area):
 
     async def list_user_agents(
         self, consumer_user_id: str, *, include_disabled: bool = True, now_ms: int | None = None
-    ) -> list[UserAgent]:
+    ) -> RecordList[UserAgent]:
         """The user's agents: newest bindings first, then agents with pending codes.
         ``include_disabled=False`` leaves out agents whose status is ``disabled``."""
         raw = await self._n.list_user_agents(_IS_ASYNC, consumer_user_id, include_disabled, now_ms)
-        return [UserAgent._from(a) for a in raw]
+        return RecordList([UserAgent._from(a) for a in raw], UserAgent)
 
     async def get_user_agent(
         self, consumer_user_id: str, agent_key: str, *, now_ms: int | None = None
@@ -196,18 +198,18 @@ class AsyncIdentityApi(_Area):
         *,
         statuses: Sequence[str] | None = None,
         limit: int = 100,
-    ) -> list[Job]:
+    ) -> RecordList[Job]:
         """Messages of the user's agent conversation, newest scheduled first.
         ``statuses`` (``queued``, ``processing``, ``done``, ``dead_letter``; default
         all) is applied before ``limit`` (1..500)."""
         wanted = None if statuses is None else _str_list(statuses, "statuses")
         raw = await self._n.list_queue_items_for_user_agent(_IS_ASYNC, consumer_user_id, agent_key, wanted, limit)
-        return [Job._from(j) for j in raw]
+        return RecordList([Job._from(j) for j in raw], Job)
 
-    async def list_queue_items_for_conversation(self, conversation_id: str, *, limit: int = 100) -> list[Job]:
+    async def list_queue_items_for_conversation(self, conversation_id: str, *, limit: int = 100) -> RecordList[Job]:
         """Messages of any conversation, newest scheduled first; ``limit`` 1..500."""
         raw = await self._n.list_queue_items_for_conversation(_IS_ASYNC, conversation_id, limit)
-        return [Job._from(j) for j in raw]
+        return RecordList([Job._from(j) for j in raw], Job)
 
     async def conversation_view(
         self, consumer_user_id: str, agent_key: str, *, limit: int = 100
@@ -239,11 +241,11 @@ class AsyncIdentityApi(_Area):
 
     async def snapshots(
         self, consumer_user_id: str, agent_key: str, *, limit: int | None = None, now_ms: int | None = None
-    ) -> list[Snapshot]:
+    ) -> RecordList[Snapshot]:
         """Workspace snapshots of the user's agent conversation only, newest first
         (``limit`` clamped to 1..200, default 50)."""
         raw = await self._n.list_snapshots_for_user_agent(_IS_ASYNC, consumer_user_id, agent_key, limit, now_ms)
-        return [Snapshot._from(s) for s in raw]
+        return RecordList([Snapshot._from(s) for s in raw], Snapshot)
 
     async def latest_snapshot(
         self, consumer_user_id: str, agent_key: str, *, now_ms: int | None = None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Literal, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 from ._area import _Area
 from ._push_types import (
@@ -20,6 +21,7 @@ from ._push_types import (
     UserAgentPushStats,
     UserAgentUsageStats,
 )
+from ._record_list import RecordList
 
 _IS_ASYNC = True
 
@@ -126,10 +128,10 @@ class AsyncPushApi(_Area):
         """One template, or ``None``."""
         return PushTemplate._maybe(await self._n.push_get_template(_IS_ASYNC, template_id))
 
-    async def list_templates(self, company_id: str, *, include_disabled: bool = False) -> list[PushTemplate]:
+    async def list_templates(self, company_id: str, *, include_disabled: bool = False) -> RecordList[PushTemplate]:
         """A company's templates, most recently changed first."""
         raw = await self._n.push_list_templates(_IS_ASYNC, company_id, include_disabled)
-        return [PushTemplate._from(t) for t in raw]
+        return RecordList([PushTemplate._from(t) for t in raw], PushTemplate)
 
     # -- jobs --------------------------------------------------------------------
 
@@ -222,17 +224,17 @@ class AsyncPushApi(_Area):
         """One job, or ``None`` (also when it belongs to another agent than ``agent_key``)."""
         return PushJob._maybe(await self._n.push_get_job(_IS_ASYNC, job_id, agent_key))
 
-    async def list_jobs_for_user(self, consumer_user_id: str, *, include_disabled: bool = True) -> list[PushJob]:
+    async def list_jobs_for_user(self, consumer_user_id: str, *, include_disabled: bool = True) -> RecordList[PushJob]:
         """A user's jobs, most recently changed first."""
         raw = await self._n.push_list_jobs_for_user(_IS_ASYNC, consumer_user_id, include_disabled)
-        return [PushJob._from(j) for j in raw]
+        return RecordList([PushJob._from(j) for j in raw], PushJob)
 
     async def list_jobs_for_agent(
         self, consumer_user_id: str, agent_key: str, *, include_disabled: bool = True
-    ) -> list[PushJob]:
+    ) -> RecordList[PushJob]:
         """A user's jobs that belong to ``agent_key``, most recently changed first."""
         raw = await self._n.push_list_jobs_for_agent(_IS_ASYNC, consumer_user_id, agent_key, include_disabled)
-        return [PushJob._from(j) for j in raw]
+        return RecordList([PushJob._from(j) for j in raw], PushJob)
 
     # -- running -----------------------------------------------------------------
 
@@ -254,16 +256,18 @@ class AsyncPushApi(_Area):
         back-filled). Cheap when nothing is due."""
         return DispatchReport._from(await self._n.push_dispatch_due(_IS_ASYNC, limit, now_ms))
 
-    async def list_dispatches(self, job_id: str, *, limit: int = 50) -> list[PushDispatch]:
+    async def list_dispatches(self, job_id: str, *, limit: int = 50) -> RecordList[PushDispatch]:
         """A job's runs, newest first (``limit`` 1..200). ``NotFoundError`` for an unknown job."""
-        return [PushDispatch._from(d) for d in await self._n.push_list_dispatches(_IS_ASYNC, job_id, limit)]
+        return RecordList(
+            [PushDispatch._from(d) for d in await self._n.push_list_dispatches(_IS_ASYNC, job_id, limit)], PushDispatch
+        )
 
     async def list_dispatches_for_agent(
         self, consumer_user_id: str, agent_key: str, *, limit: int = 50
-    ) -> list[PushDispatch]:
+    ) -> RecordList[PushDispatch]:
         """A user's runs routed to ``agent_key``, newest first (``limit`` 1..200)."""
         raw = await self._n.push_list_dispatches_for_agent(_IS_ASYNC, consumer_user_id, agent_key, limit)
-        return [PushDispatch._from(d) for d in raw]
+        return RecordList([PushDispatch._from(d) for d in raw], PushDispatch)
 
     # -- broadcasts --------------------------------------------------------------
 
@@ -282,9 +286,11 @@ class AsyncPushApi(_Area):
         """One broadcast, or ``None``."""
         return Broadcast._maybe(await self._n.push_get_broadcast(_IS_ASYNC, broadcast_id))
 
-    async def list_broadcasts(self, company_id: str, *, limit: int = 50) -> list[Broadcast]:
+    async def list_broadcasts(self, company_id: str, *, limit: int = 50) -> RecordList[Broadcast]:
         """A company's broadcasts, newest first (``limit`` 1..200)."""
-        return [Broadcast._from(b) for b in await self._n.push_list_broadcasts(_IS_ASYNC, company_id, limit)]
+        return RecordList(
+            [Broadcast._from(b) for b in await self._n.push_list_broadcasts(_IS_ASYNC, company_id, limit)], Broadcast
+        )
 
     async def list_broadcast_dispatches(
         self,
@@ -292,11 +298,11 @@ class AsyncPushApi(_Area):
         *,
         status: Literal["enqueued", "failed"] | None = None,
         limit: int = 200,
-    ) -> list[BroadcastDispatch]:
+    ) -> RecordList[BroadcastDispatch]:
         """The targets of a broadcast by user id, optionally only ``enqueued`` or
         ``failed`` ones (``limit`` 1..1000). ``NotFoundError`` for an unknown broadcast."""
         raw = await self._n.push_list_broadcast_dispatches(_IS_ASYNC, broadcast_id, status, limit)
-        return [BroadcastDispatch._from(d) for d in raw]
+        return RecordList([BroadcastDispatch._from(d) for d in raw], BroadcastDispatch)
 
     # -- stats -------------------------------------------------------------------
 

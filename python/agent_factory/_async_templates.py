@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import builtins
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from ._area import _Area, _str_dict, _str_list
 from ._identity_types import MessageTemplate, TemplateSend
+from ._record_list import RecordList
 
 _IS_ASYNC = True
 
@@ -70,11 +70,11 @@ class AsyncTemplatesApi(_Area):
         """One template, or ``None``."""
         return MessageTemplate._maybe(await self._n.get_message_template(_IS_ASYNC, template_id))
 
-    async def list(self, *, include_disabled: bool = False, limit: int = 100) -> builtins.list[MessageTemplate]:
+    async def list(self, *, include_disabled: bool = False, limit: int = 100) -> RecordList[MessageTemplate]:
         """Templates, most used first, then most recently updated; enabled ones only
         unless ``include_disabled``. ``limit`` is 1..200."""
         raw = await self._n.list_message_templates(_IS_ASYNC, include_disabled, limit)
-        return [MessageTemplate._from(t) for t in raw]
+        return RecordList([MessageTemplate._from(t) for t in raw], MessageTemplate)
 
     async def send_to_user_agent(
         self,

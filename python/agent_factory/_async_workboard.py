@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import builtins
 import os
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from . import _guard, _native
 from ._area import _KEEP
+from ._board_view import BoardView, check_limit_per_status, column_statuses
+from ._record_list import RecordList
 from ._workboard_types import (
     AttachmentContent,
     BoardStats,
@@ -30,13 +33,16 @@ from ._workboard_types import (
     CardExport,
     CardRuns,
     ChangeRevision,
+    Decomposition,
+    DiagnosticsReport,
+    DispatchResult,
+    NotificationEvents,
+    NotificationSubscription,
     PromotedCards,
+    QueueDispatchResult,
     WorkboardBoard,
     cards_html,
 )
-from ._workboard_types import Decomposition, NotificationEvents, NotificationSubscription
-from ._workboard_types import DiagnosticsReport, DispatchResult
-from ._workboard_types import QueueDispatchResult
 
 _IS_ASYNC = True
 
@@ -164,12 +170,12 @@ class AsyncWorkboard:
         archived: bool | None = None,
         limit: int | None = None,
         offset: int | None = None,
-    ) -> builtins.list[Card]:
+    ) -> RecordList[Card]:
         """Cards in board order (status order, position, creation), filtered and paged in SQL.
         ``archived=None`` includes archived cards, ``False`` hides them, ``True`` shows only them."""
         statuses = [status] if isinstance(status, str) else (builtins.list(status) if status is not None else None)
         raw = await self._n.list(_IS_ASYNC, board_id, statuses, agent_id, archived, limit, offset)
-        return [Card._from(c) for c in raw]
+        return RecordList([Card._from(c) for c in raw], Card)
 
     async def update(
         self,
@@ -229,7 +235,7 @@ class AsyncWorkboard:
         patch: Mapping[str, Any] | None = None,
         archived: bool | None = None,
         now_ms: int | None = None,
-    ) -> builtins.list[Card]:
+    ) -> RecordList[Card]:
         """Apply one ``patch`` (the fields of :meth:`update`) or an ``archived`` flag to
         several cards in one transaction: all succeed or none."""
         if isinstance(ids, str):
@@ -237,7 +243,7 @@ class AsyncWorkboard:
         raw = await self._n.bulk_update(
             _IS_ASYNC, builtins.list(ids), dict(patch) if patch is not None else None, archived, now_ms
         )
-        return [Card._from(c) for c in raw["cards"]]
+        return RecordList([Card._from(c) for c in raw["cards"]], Card)
 
     async def archive(self, card_id: str, archived: bool = True, *, now_ms: int | None = None) -> Card:
         """Archive (or with ``archived=False`` unarchive) a card."""
@@ -495,11 +501,11 @@ class AsyncWorkboard:
         """Delete an empty board and its subscriptions (``default`` cannot be deleted)."""
         return bool((await self._n.delete_board(_IS_ASYNC, board_id))["deleted"])
 
-    async def list_boards(self) -> builtins.list[BoardSummary]:
+    async def list_boards(self) -> RecordList[BoardSummary]:
         """Every board (stored, ``default``, and boards only cards name) with counts;
         ``default`` first, then by id."""
         raw = await self._n.list_boards(_IS_ASYNC)
-        return [BoardSummary._from(b) for b in raw["boards"]]
+        return RecordList([BoardSummary._from(b) for b in raw["boards"]], BoardSummary)
 
     async def stats(self, *, board_id: str | None = None, now_ms: int | None = None) -> BoardStats:
         """Counts by status and agent, the oldest ready card's age and the latest update."""
@@ -512,6 +518,45 @@ class AsyncWorkboard:
     async def board_html(self, board_id: str | None = None) -> str:
         """An HTML table of a board's cards (for notebooks)."""
         return cards_html(await self.list(board_id=board_id))
+
+    async def kanban(self, board_id: str | None = None, *, limit_per_status: int = 50) -> BoardView:
+        """The board (every board when ``board_id`` is ``None``) as kanban columns: one per
+        status in the workboard's order, each with its first ``limit_per_status`` (1..1000)
+        unarchived cards in board order and its total. Renders as columns side by side in
+        Jupyter; ``to_pandas()`` gives one row per card shown.
+
+        Read with ``stats`` and one ``list`` per non-empty status; if another writer
+        commits meanwhile (``change_revision`` moved) the read is repeated, up to three
+        times, so columns and totals normally come from one state of the board."""
+        limit = check_limit_per_status(limit_per_status)
+        for _attempt in range(3):
+            revision = (await self.change_revision()).revision
+            stats = await self.stats(board_id=board_id)
+            pages: dict[str, RecordList[Card]] = {}
+            totals: dict[str, int] = {}
+            for status in column_statuses(stats.by_status):
+                count = stats.by_status.get(status, 0)  # archived cards included
+                if count == 0:
+                    continue
+                page = await self.list(board_id=board_id, status=status, archived=False, limit=limit)
+                total = len(page)
+                if total == limit and stats.archived:
+                    total = count - await self._count_cards(board_id, status, archived=True)
+                elif total == limit:
+                    total = count
+                pages[status], totals[status] = page, total
+            if (await self.change_revision()).revision == revision:
+                break
+        return BoardView.build(board_id, pages, totals, limit_per_status=limit, at_ms=self.now_ms())
+
+    async def _count_cards(self, board_id: str | None, status: str, *, archived: bool) -> int:
+        """Cards of one status (and archived flag), counted page by page."""
+        counted, page_size = 0, 1000
+        while True:
+            got = len(await self.list(board_id=board_id, status=status, archived=archived, limit=page_size, offset=counted))
+            counted += got
+            if got < page_size:
+                return counted
 
     # -- 2b: notifications (durable event log with cursors) and planning --
 
@@ -548,10 +593,10 @@ class AsyncWorkboard:
 
     async def list_notification_subscriptions(
         self, *, board_id: str | None = None, card_id: str | None = None
-    ) -> builtins.list[NotificationSubscription]:
+    ) -> RecordList[NotificationSubscription]:
         """Subscriptions (of a board and/or a card), oldest first."""
         raw = await self._n.list_notification_subscriptions(_IS_ASYNC, board_id, card_id)
-        return [NotificationSubscription._from(s) for s in raw["subscriptions"]]
+        return RecordList([NotificationSubscription._from(s) for s in raw["subscriptions"]], NotificationSubscription)
 
     async def delete_notification_subscription(self, subscription_id: str) -> bool:
         """Delete a subscription; ``False`` if it did not exist."""

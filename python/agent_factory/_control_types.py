@@ -6,8 +6,9 @@ push, snapshots, Telegram).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Mapping
+from typing import ClassVar
 
 from ._push_types import DispatchReport
 from ._telegram_types import AttachmentExpiry
@@ -70,7 +71,7 @@ class TickReport(_Record):
         if not self.acting:
             state = "lost the lease" if self.lost_lease else "standby"
             return f"{state}: lease held by {self.lease_holder or 'nobody'}"
-        parts = ["took over the lease (token %s)" % self.lease_token] if self.took_over else []
+        parts = [f"took over the lease (token {self.lease_token})"] if self.took_over else []
         if self.released is not None and (self.released.requeued or self.released.dead_lettered):
             parts.append(f"recovered {self.released.requeued} job(s), dead-lettered {self.released.dead_lettered}")
         for name, r in (("reconcile", self.reconcile), ("idle shutdown", self.idle_shutdown)):

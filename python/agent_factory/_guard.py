@@ -11,7 +11,8 @@ last. Nothing has been written when they are raised.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ValidationError
 

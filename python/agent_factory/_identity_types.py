@@ -7,8 +7,9 @@ plain dicts of strings.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from ._types import HistoryEntry, Job, _Record
 

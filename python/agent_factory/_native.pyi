@@ -6,14 +6,32 @@ This module is private: use ``agent_factory.Factory`` / ``AsyncFactory``. Every
 with ``True`` it returns an awaitable of the same.
 """
 
-from typing import Any
+import builtins
+from types import TracebackType
+from typing import Any, final
+
+__all__ = [
+    "NativeFactory",
+    "ManualClock",
+    "NativeHeartbeat",
+    "NativeFlyMachines",
+    "NativeControlLoop",
+    "NativeWorkboard",
+    "default_config",
+    "can_transition",
+    "retry_delay_ms",
+    "metrics_counters",
+    "set_core_log_level",
+    "__version__",
+]
 
 __version__: str
 
+@final
 class ManualClock:
     """A clock that only moves when told to; share one between factories."""
 
-    def __init__(self, start_ms: int = 1767225600000) -> None: ...
+    def __new__(cls, start_ms: int = 1767225600000) -> ManualClock: ...
     def now_ms(self) -> int: ...
     def set(self, ms: int) -> None: ...
     def advance(self, delta_ms: int) -> int: ...
@@ -24,6 +42,7 @@ def retry_delay_ms(attempts: int, now_ms: int, policy: dict[str, Any] | None = N
 def metrics_counters() -> dict[str, Any]: ...
 def set_core_log_level(level: str) -> None: ...
 
+@final
 class NativeHeartbeat:
     """Heartbeats of one lease on a Rust thread (never takes the GIL); wrapped by ``Heartbeats``."""
 
@@ -38,8 +57,11 @@ class NativeHeartbeat:
     def stop(self) -> dict[str, Any]: ...
     def status_dict(self) -> dict[str, Any]: ...
     def __enter__(self) -> NativeHeartbeat: ...
-    def __exit__(self, *exc: object) -> bool: ...
+    def __exit__(
+        self, _exc_type: type[BaseException] | None, _exc: BaseException | None, _tb: TracebackType | None
+    ) -> bool: ...
 
+@final
 class NativeControlLoop:
     """A pool control loop's state; wrapped by ``agent_factory.ControlLoop`` / ``AsyncControlLoop``."""
 
@@ -55,11 +77,12 @@ class NativeControlLoop:
     ) -> Any: ...
     def stop(self, is_async: bool) -> Any: ...
 
+@final
 class NativeFlyMachines:
     """Fly Machines client for one app; wrapped by ``agent_factory.fly.FlyMachines``."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         app_name: str,
         api_token: str,
         base_url: str | None = None,
@@ -69,7 +92,7 @@ class NativeFlyMachines:
         max_backoff_ms: int = 10000,
         retry_after_cap_ms: int = 30000,
         user_agent: str | None = None,
-    ) -> None: ...
+    ) -> NativeFlyMachines: ...
     @property
     def app_name(self) -> str: ...
     @property
@@ -97,12 +120,13 @@ class NativeFlyMachines:
     ) -> dict[str, Any]: ...
 
 
+@final
 class NativeWorkboard:
     # -- workboard (agent_factory.Workboard) --
-    def __init__(
-        self, path: str, durable: bool = False, journal_mode: str = "auto", clock: ManualClock | None = None,
+    def __new__(
+        cls, path: str, durable: bool = False, journal_mode: str = "auto", clock: ManualClock | None = None,
         harden_dir: bool = True,
-    ) -> None: ...
+    ) -> NativeWorkboard: ...
     @staticmethod
     def from_factory(factory: NativeFactory) -> NativeWorkboard: ...
     def info(self) -> dict[str, Any]: ...
@@ -111,7 +135,7 @@ class NativeWorkboard:
     def create(self, is_async: bool, fields: dict[str, Any], now_ms: int | None = None) -> Any: ...
     def get(self, is_async: bool, id: str) -> Any: ...
     def list(
-        self, is_async: bool, board_id: str | None = None, statuses: list[str] | None = None,
+        self, is_async: bool, board_id: str | None = None, statuses: builtins.list[str] | None = None,
         agent_id: str | None = None, archived: bool | None = None, limit: int | None = None,
         offset: int | None = None,
     ) -> Any: ...
@@ -121,7 +145,7 @@ class NativeWorkboard:
         scope_: dict[str, str] | None = None, now_ms: int | None = None,
     ) -> Any: ...
     def bulk_update(
-        self, is_async: bool, ids: list[str], patch: dict[str, Any] | None = None, archived: bool | None = None,
+        self, is_async: bool, ids: builtins.list[str], patch: dict[str, Any] | None = None, archived: bool | None = None,
         now_ms: int | None = None,
     ) -> Any: ...
     def archive(self, is_async: bool, id: str, archived: bool = True, now_ms: int | None = None) -> Any: ...
@@ -230,16 +254,17 @@ class NativeWorkboard:
     ) -> Any: ...
 
 
+@final
 class NativeFactory:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         path: str,
         durable: bool = False,
         journal_mode: str = "auto",
         config: dict[str, Any] | None = None,
         clock: ManualClock | None = None,
         harden_dir: bool = False,
-    ) -> None: ...
+    ) -> NativeFactory: ...
     def info(self) -> dict[str, Any]: ...
     def now_ms(self) -> int: ...
     def get_config(self) -> dict[str, Any]: ...
@@ -328,6 +353,7 @@ class NativeFactory:
     def queue_stats(self, is_async: bool, now_ms: int | None = None) -> Any: ...
     def list_jobs(self, is_async: bool, status: str, limit: int) -> Any: ...
     def get_job(self, is_async: bool, message_id: str) -> Any: ...
+    def requeue(self, is_async: bool, message_id: str, now_ms: int | None = None) -> Any: ...
     def conversation_counts(self, is_async: bool, now_ms: int | None = None) -> Any: ...
     def active_conversations(self, is_async: bool, limit: int, now_ms: int | None = None) -> Any: ...
     def has_queued_jobs(self, is_async: bool, conversation_id: str) -> Any: ...
@@ -347,10 +373,10 @@ class NativeFactory:
         worker_id: str,
         message_id: str,
         lease_id: str,
-        workspace_id: str = "default",
+        workspace_id: str = ...,
         now_ms: int | None = None,
     ) -> Any: ...
-    def operator_hydration_bundle(self, is_async: bool, message_id: str, workspace_id: str = "default") -> Any: ...
+    def operator_hydration_bundle(self, is_async: bool, message_id: str, workspace_id: str = ...) -> Any: ...
     # workers
     def upsert_worker_state(
         self,

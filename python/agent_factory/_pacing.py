@@ -16,7 +16,8 @@ import asyncio
 import inspect
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["Pacer", "AsyncPacer", "check_run_args"]
 
@@ -98,7 +99,7 @@ class AsyncPacer:
         if isinstance(stop, asyncio.Event):
             try:
                 await asyncio.wait_for(stop.wait(), seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
             return True
         deadline = time.monotonic() + seconds

@@ -6,21 +6,22 @@ Generated from ``_async_api.py`` (the single source). Every method runs in
 Rust with the GIL released, so other Python threads keep running.
 """
 from __future__ import annotations
-import builtins
 import os
-from typing import Any, Iterable, Literal, Mapping, Sequence, overload
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, overload
 from . import _guard, _native
-from ._pacing import AsyncPacer, Pacer, check_run_args
-from ._control_types import ControlRun, TickReport
-from .metrics import Metrics
-from ._types import AgentProfile, AppendResult, Claim, CleanupReport, ControlState, ConversationCounts, ConversationView, DirectorySnapshot, FailOutcome, Heartbeats, HydrationBundle, ImportedSecret, Job, MessageConfig, PoolReport, PoolStatus, ProviderConfig, QueueStats, ReleaseOutcome, RestoredSnapshot, SecretStatus, Snapshot, SnapshotExpiry, SnapshotUpload, Worker, WorkerStats
-from .config import Config, FlyProvider, LocalProvider, ScalingPolicy
 from ._area import _KEEP, _Area, _as_dict, _dict_list, _path_arg, _str_dict, _str_list
 from ._sync_identity import IdentityApi
 from ._sync_push import PushApi
 from ._sync_telegram import TelegramApi
 from ._sync_templates import TemplatesApi
+from ._control_types import ControlRun, TickReport
+from ._pacing import AsyncPacer, Pacer, check_run_args
+from ._record_list import RecordList
+from ._types import AgentProfile, AppendResult, Claim, CleanupReport, ControlState, ConversationCounts, ConversationView, DirectorySnapshot, FailOutcome, Heartbeats, HydrationBundle, ImportedSecret, Job, MessageConfig, PoolReport, PoolStatus, ProviderConfig, QueueStats, ReleaseOutcome, RestoredSnapshot, SecretStatus, Snapshot, SnapshotExpiry, SnapshotUpload, Worker, WorkerStats
+from .config import Config, FlyProvider, LocalProvider, ScalingPolicy
 from .errors import ValidationError
+from .metrics import Metrics
 _IS_ASYNC = False
 __all__ = ['Factory', 'AgentsApi', 'QueueApi', 'WorkersApi', 'SecretsApi', 'SettingsApi', 'BlobsApi', 'SnapshotsApi', 'PoolApi', 'ControlLoop', 'WorkerHandle', 'IdentityApi', 'TemplatesApi', 'PushApi', 'TelegramApi']
 
@@ -39,9 +40,9 @@ class AgentsApi(_Area):
         """One profile, or ``None``."""
         return AgentProfile._maybe(self._n.get_agent(_IS_ASYNC, agent_key))
 
-    def list(self, *, enabled: bool | None=None) -> builtins.list[AgentProfile]:
+    def list(self, *, enabled: bool | None=None) -> RecordList[AgentProfile]:
         """All profiles by key, optionally only enabled (``True``) or disabled (``False``) ones."""
-        return [AgentProfile._from(a) for a in self._n.list_agents(_IS_ASYNC, enabled)]
+        return RecordList([AgentProfile._from(a) for a in self._n.list_agents(_IS_ASYNC, enabled)], AgentProfile)
 
     def enable(self, agent_key: str, *, now_ms: int | None=None) -> AgentProfile:
         """Let the agent receive messages again."""
@@ -97,13 +98,22 @@ class QueueApi(_Area):
         """Queue counters."""
         return QueueStats._from(self._n.queue_stats(_IS_ASYNC, now_ms))
 
-    def list_jobs(self, status: str, *, limit: int=100) -> list[Job]:
+    def list_jobs(self, status: str, *, limit: int=100) -> RecordList[Job]:
         """Messages of one status (``queued``/``processing`` oldest first, ``done``/``dead_letter`` newest first)."""
-        return [Job._from(j) for j in self._n.list_jobs(_IS_ASYNC, status, limit)]
+        return RecordList([Job._from(j) for j in self._n.list_jobs(_IS_ASYNC, status, limit)], Job)
 
     def get_job(self, message_id: str) -> Job | None:
         """One message, or ``None``."""
         return Job._maybe(self._n.get_job(_IS_ASYNC, message_id))
+
+    def requeue(self, message_id: str, *, now_ms: int | None=None) -> Job:
+        """Put a dead-lettered message back in its conversation's queue: status ``queued``,
+        attempts reset to 0, scheduled for now, so in its conversation it comes after every
+        message that was due before the requeue (it never overtakes waiting work); the last
+        error is kept until it is claimed again. ``NotFoundError`` for an unknown id,
+        ``InvalidStateError`` unless the message is dead-lettered, and the errors of
+        ``enqueue`` when its agent is disabled or gone."""
+        return Job._from(self._n.requeue(_IS_ASYNC, message_id, now_ms))
 
     def conversation_counts(self, *, now_ms: int | None=None) -> ConversationCounts:
         """How many conversations are ready, and ready or in flight (for the autoscaler)."""
@@ -111,15 +121,15 @@ class QueueApi(_Area):
 
     def active_conversations(self, *, limit: int=1000, now_ms: int | None=None) -> list[tuple[str, str]]:
         """``(agent_key, conversation_id)`` of conversations that need a worker, sorted."""
-        return [tuple(x) for x in self._n.active_conversations(_IS_ASYNC, limit, now_ms)]
+        return [(agent, conversation) for agent, conversation in self._n.active_conversations(_IS_ASYNC, limit, now_ms)]
 
     def has_queued_jobs(self, conversation_id: str) -> bool:
         """Whether anything is queued or in flight for the conversation."""
         return self._n.has_queued_jobs(_IS_ASYNC, conversation_id)
 
-    def list_conversation_jobs(self, conversation_id: str, *, limit: int=100) -> list[Job]:
+    def list_conversation_jobs(self, conversation_id: str, *, limit: int=100) -> RecordList[Job]:
         """Recent messages of one conversation, newest first."""
-        return [Job._from(j) for j in self._n.list_conversation_jobs(_IS_ASYNC, conversation_id, limit)]
+        return RecordList([Job._from(j) for j in self._n.list_conversation_jobs(_IS_ASYNC, conversation_id, limit)], Job)
 
     def conversation(self, conversation_id: str, *, limit: int=50) -> ConversationView | None:
         """A conversation with its history and recent messages, or ``None``."""
@@ -153,9 +163,9 @@ class WorkersApi(_Area):
         """One worker, or ``None``."""
         return Worker._maybe(self._n.get_worker(_IS_ASYNC, worker_id))
 
-    def list(self, *, status: str | None=None, limit: int=1000) -> builtins.list[Worker]:
+    def list(self, *, status: str | None=None, limit: int=1000) -> RecordList[Worker]:
         """Workers, newest first, optionally of one status."""
-        return [Worker._from(w) for w in self._n.list_workers(_IS_ASYNC, status, limit)]
+        return RecordList([Worker._from(w) for w in self._n.list_workers(_IS_ASYNC, status, limit)], Worker)
 
     def control_state(self, worker_id: str, *, now_ms: int | None=None) -> ControlState:
         """Whether the worker should stop (read-only; the worker's own handle also heartbeats)."""
@@ -178,10 +188,10 @@ class SecretsApi(_Area):
         raw = self._n.import_secret(_IS_ASYNC, secret_ref, plaintext_value, _str_dict(metadata, 'metadata'), now_ms)
         return ImportedSecret._from(raw)
 
-    def status(self, secret_refs: Sequence[str]) -> list[SecretStatus]:
+    def status(self, secret_refs: Sequence[str]) -> RecordList[SecretStatus]:
         """Whether each reference has an active version (never the value), in input order."""
         refs = _str_list(secret_refs, 'secret_refs')
-        return [SecretStatus._from(s) for s in self._n.secret_status(_IS_ASYNC, refs)]
+        return RecordList([SecretStatus._from(s) for s in self._n.secret_status(_IS_ASYNC, refs)], SecretStatus)
 
     def list_refs(self) -> list[str]:
         """References that have an active version."""
@@ -242,7 +252,7 @@ class BlobsApi(_Area):
 
     def path(self, sha256: str) -> str:
         """Where the blob lives on disk."""
-        return self._n.blob_path(sha256)
+        return str(self._n.blob_path(sha256))
 
     def delete(self, sha256: str) -> bool:
         """Remove a blob; ``False`` if it was not there."""
@@ -305,14 +315,14 @@ class SnapshotsApi(_Area):
         raw = self._n.latest_snapshot_for_restore(_IS_ASYNC, workspace_id, agent_key, conversation_id, now_ms)
         return Snapshot._maybe(raw)
 
-    def list_for_conversation(self, conversation_id: str, *, limit: int=50, now_ms: int | None=None) -> list[Snapshot]:
+    def list_for_conversation(self, conversation_id: str, *, limit: int=50, now_ms: int | None=None) -> RecordList[Snapshot]:
         """Snapshots of one conversation, newest first; ``limit`` is clamped to 1..200."""
         raw = self._n.list_snapshots_for_conversation(_IS_ASYNC, conversation_id, limit, now_ms)
-        return [Snapshot._from(s) for s in raw]
+        return RecordList([Snapshot._from(s) for s in raw], Snapshot)
 
-    def list_for_worker(self, worker_id: str, *, limit: int=50, now_ms: int | None=None) -> list[Snapshot]:
+    def list_for_worker(self, worker_id: str, *, limit: int=50, now_ms: int | None=None) -> RecordList[Snapshot]:
         """Snapshots taken by one worker, newest first; ``limit`` is clamped to 1..200."""
-        return [Snapshot._from(s) for s in self._n.list_snapshots_for_worker(_IS_ASYNC, worker_id, limit, now_ms)]
+        return RecordList([Snapshot._from(s) for s in self._n.list_snapshots_for_worker(_IS_ASYNC, worker_id, limit, now_ms)], Snapshot)
 
     def get(self, snapshot_id: str, *, now_ms: int | None=None) -> Snapshot | None:
         """One snapshot, or ``None``."""
@@ -685,7 +695,7 @@ class Factory:
 
     def now_ms(self) -> int:
         """The factory clock's time."""
-        return self._n.now_ms()
+        return int(self._n.now_ms())
 
     def metrics(self, *, now_ms: int | None=None) -> Metrics:
         """Gauges of this database at ``now_ms`` (queue depth, waiting, in flight, dead
@@ -695,7 +705,8 @@ class Factory:
 
     def __repr__(self) -> str:
         i = self.info()
-        return f"{type(self).__name__}(path={i['path'] or ':memory:'!r}, journal_mode={i['journal_mode']!r}, durable={i['durable']})"
+        path = i['path'] or ':memory:'
+        return f"{type(self).__name__}(path={path!r}, journal_mode={i['journal_mode']!r}, durable={i['durable']})"
 
     def __enter__(self) -> Factory:
         return self

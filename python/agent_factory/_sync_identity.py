@@ -6,9 +6,11 @@ Generated from ``_async_identity.py`` (the single source). Every method runs in
 Rust with the GIL released, so other Python threads keep running.
 """
 from __future__ import annotations
-from typing import Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 from ._area import _Area, _str_dict, _str_list
 from ._identity_types import Binding, BindingTarget, PairingCode, UserAgent, UserAgentConversation, UserAgentPairing, UserAgentsOverview
+from ._record_list import RecordList
 from ._types import Job, Snapshot
 _IS_ASYNC = False
 __all__ = ['IdentityApi']
@@ -58,10 +60,10 @@ class IdentityApi(_Area):
         """The user's active binding, or ``None``."""
         return Binding._maybe(self._n.get_user_agent_binding(_IS_ASYNC, consumer_user_id))
 
-    def list_bindings(self, consumer_user_id: str, *, limit: int=100) -> list[Binding]:
+    def list_bindings(self, consumer_user_id: str, *, limit: int=100) -> RecordList[Binding]:
         """The user's bindings (every agent and status), newest first; ``limit`` 1..1000."""
         raw = self._n.list_user_bindings(_IS_ASYNC, consumer_user_id, limit)
-        return [Binding._from(b) for b in raw]
+        return RecordList([Binding._from(b) for b in raw], Binding)
 
     def create_pairing_code(self, consumer_user_id: str, agent_key: str, *, ttl_ms: int | None=None, now_ms: int | None=None) -> PairingCode:
         """Create a pending pairing code for an enabled agent with a bot identity.
@@ -90,11 +92,11 @@ class IdentityApi(_Area):
         """A code as of ``now_ms`` (pending past expiry reads ``expired``), or ``None``."""
         return PairingCode._maybe(self._n.pairing_code_status(_IS_ASYNC, code, now_ms))
 
-    def list_user_agents(self, consumer_user_id: str, *, include_disabled: bool=True, now_ms: int | None=None) -> list[UserAgent]:
+    def list_user_agents(self, consumer_user_id: str, *, include_disabled: bool=True, now_ms: int | None=None) -> RecordList[UserAgent]:
         """The user's agents: newest bindings first, then agents with pending codes.
         ``include_disabled=False`` leaves out agents whose status is ``disabled``."""
         raw = self._n.list_user_agents(_IS_ASYNC, consumer_user_id, include_disabled, now_ms)
-        return [UserAgent._from(a) for a in raw]
+        return RecordList([UserAgent._from(a) for a in raw], UserAgent)
 
     def get_user_agent(self, consumer_user_id: str, agent_key: str, *, now_ms: int | None=None) -> UserAgent | None:
         """One agent of the user (``draft`` when never bound or paired), or ``None``
@@ -122,18 +124,18 @@ class IdentityApi(_Area):
         raw = self._n.user_agent_pairing_status(_IS_ASYNC, consumer_user_id, agent_key, now_ms)
         return PairingCode._maybe(raw)
 
-    def queue_items(self, consumer_user_id: str, agent_key: str, *, statuses: Sequence[str] | None=None, limit: int=100) -> list[Job]:
+    def queue_items(self, consumer_user_id: str, agent_key: str, *, statuses: Sequence[str] | None=None, limit: int=100) -> RecordList[Job]:
         """Messages of the user's agent conversation, newest scheduled first.
         ``statuses`` (``queued``, ``processing``, ``done``, ``dead_letter``; default
         all) is applied before ``limit`` (1..500)."""
         wanted = None if statuses is None else _str_list(statuses, 'statuses')
         raw = self._n.list_queue_items_for_user_agent(_IS_ASYNC, consumer_user_id, agent_key, wanted, limit)
-        return [Job._from(j) for j in raw]
+        return RecordList([Job._from(j) for j in raw], Job)
 
-    def list_queue_items_for_conversation(self, conversation_id: str, *, limit: int=100) -> list[Job]:
+    def list_queue_items_for_conversation(self, conversation_id: str, *, limit: int=100) -> RecordList[Job]:
         """Messages of any conversation, newest scheduled first; ``limit`` 1..500."""
         raw = self._n.list_queue_items_for_conversation(_IS_ASYNC, conversation_id, limit)
-        return [Job._from(j) for j in raw]
+        return RecordList([Job._from(j) for j in raw], Job)
 
     def conversation_view(self, consumer_user_id: str, agent_key: str, *, limit: int=100) -> UserAgentConversation:
         """History, recent queue items (at most ``limit``, 1..500) and state of the
@@ -151,11 +153,11 @@ class IdentityApi(_Area):
         Telegram ids."""
         return self._n.send_message_to_user_agent(_IS_ASYNC, consumer_user_id, agent_key, content, _str_dict(metadata, 'metadata'), now_ms)
 
-    def snapshots(self, consumer_user_id: str, agent_key: str, *, limit: int | None=None, now_ms: int | None=None) -> list[Snapshot]:
+    def snapshots(self, consumer_user_id: str, agent_key: str, *, limit: int | None=None, now_ms: int | None=None) -> RecordList[Snapshot]:
         """Workspace snapshots of the user's agent conversation only, newest first
         (``limit`` clamped to 1..200, default 50)."""
         raw = self._n.list_snapshots_for_user_agent(_IS_ASYNC, consumer_user_id, agent_key, limit, now_ms)
-        return [Snapshot._from(s) for s in raw]
+        return RecordList([Snapshot._from(s) for s in raw], Snapshot)
 
     def latest_snapshot(self, consumer_user_id: str, agent_key: str, *, now_ms: int | None=None) -> Snapshot | None:
         """The newest snapshot (any status) of the user's agent conversation, or ``None``."""

@@ -6,9 +6,11 @@ Generated from ``_async_push.py`` (the single source). Every method runs in
 Rust with the GIL released, so other Python threads keep running.
 """
 from __future__ import annotations
-from typing import Any, Iterable, Literal, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 from ._area import _Area
 from ._push_types import Broadcast, BroadcastDispatch, BroadcastResult, DispatchReport, Periodicity, PushDispatch, PushJob, PushTemplate, PushTrigger, Schedule, UserAgentConversationStats, UserAgentPushStats, UserAgentUsageStats
+from ._record_list import RecordList
 _IS_ASYNC = False
 __all__ = ['PushApi']
 ScheduleArg = Schedule | Mapping[str, Any]
@@ -75,10 +77,10 @@ class PushApi(_Area):
         """One template, or ``None``."""
         return PushTemplate._maybe(self._n.push_get_template(_IS_ASYNC, template_id))
 
-    def list_templates(self, company_id: str, *, include_disabled: bool=False) -> list[PushTemplate]:
+    def list_templates(self, company_id: str, *, include_disabled: bool=False) -> RecordList[PushTemplate]:
         """A company's templates, most recently changed first."""
         raw = self._n.push_list_templates(_IS_ASYNC, company_id, include_disabled)
-        return [PushTemplate._from(t) for t in raw]
+        return RecordList([PushTemplate._from(t) for t in raw], PushTemplate)
 
     def create_job(self, company_id: str, consumer_user_id: str, title: str, text: str, timezone: str, schedule: ScheduleArg, *, periodicity: Periodicity | None=None, enabled: bool=True, agent_key: str | None=None, now_ms: int | None=None) -> PushJob:
         """Create a custom push job for a user (the seed's ``createPushJobCustom``).
@@ -122,15 +124,15 @@ class PushApi(_Area):
         """One job, or ``None`` (also when it belongs to another agent than ``agent_key``)."""
         return PushJob._maybe(self._n.push_get_job(_IS_ASYNC, job_id, agent_key))
 
-    def list_jobs_for_user(self, consumer_user_id: str, *, include_disabled: bool=True) -> list[PushJob]:
+    def list_jobs_for_user(self, consumer_user_id: str, *, include_disabled: bool=True) -> RecordList[PushJob]:
         """A user's jobs, most recently changed first."""
         raw = self._n.push_list_jobs_for_user(_IS_ASYNC, consumer_user_id, include_disabled)
-        return [PushJob._from(j) for j in raw]
+        return RecordList([PushJob._from(j) for j in raw], PushJob)
 
-    def list_jobs_for_agent(self, consumer_user_id: str, agent_key: str, *, include_disabled: bool=True) -> list[PushJob]:
+    def list_jobs_for_agent(self, consumer_user_id: str, agent_key: str, *, include_disabled: bool=True) -> RecordList[PushJob]:
         """A user's jobs that belong to ``agent_key``, most recently changed first."""
         raw = self._n.push_list_jobs_for_agent(_IS_ASYNC, consumer_user_id, agent_key, include_disabled)
-        return [PushJob._from(j) for j in raw]
+        return RecordList([PushJob._from(j) for j in raw], PushJob)
 
     def trigger_now(self, job_id: str, *, agent_key: str | None=None, now_ms: int | None=None) -> PushTrigger:
         """Send a job's text now (any periodicity), run key ``manual:<jobId>:<now>``.
@@ -148,14 +150,14 @@ class PushApi(_Area):
         back-filled). Cheap when nothing is due."""
         return DispatchReport._from(self._n.push_dispatch_due(_IS_ASYNC, limit, now_ms))
 
-    def list_dispatches(self, job_id: str, *, limit: int=50) -> list[PushDispatch]:
+    def list_dispatches(self, job_id: str, *, limit: int=50) -> RecordList[PushDispatch]:
         """A job's runs, newest first (``limit`` 1..200). ``NotFoundError`` for an unknown job."""
-        return [PushDispatch._from(d) for d in self._n.push_list_dispatches(_IS_ASYNC, job_id, limit)]
+        return RecordList([PushDispatch._from(d) for d in self._n.push_list_dispatches(_IS_ASYNC, job_id, limit)], PushDispatch)
 
-    def list_dispatches_for_agent(self, consumer_user_id: str, agent_key: str, *, limit: int=50) -> list[PushDispatch]:
+    def list_dispatches_for_agent(self, consumer_user_id: str, agent_key: str, *, limit: int=50) -> RecordList[PushDispatch]:
         """A user's runs routed to ``agent_key``, newest first (``limit`` 1..200)."""
         raw = self._n.push_list_dispatches_for_agent(_IS_ASYNC, consumer_user_id, agent_key, limit)
-        return [PushDispatch._from(d) for d in raw]
+        return RecordList([PushDispatch._from(d) for d in raw], PushDispatch)
 
     def send_broadcast(self, company_id: str, title: str, text: str, requested_by: str, *, now_ms: int | None=None) -> BroadcastResult:
         """Send ``f"{title}\\n\\n{text}".strip()`` to every active binding of
@@ -170,15 +172,15 @@ class PushApi(_Area):
         """One broadcast, or ``None``."""
         return Broadcast._maybe(self._n.push_get_broadcast(_IS_ASYNC, broadcast_id))
 
-    def list_broadcasts(self, company_id: str, *, limit: int=50) -> list[Broadcast]:
+    def list_broadcasts(self, company_id: str, *, limit: int=50) -> RecordList[Broadcast]:
         """A company's broadcasts, newest first (``limit`` 1..200)."""
-        return [Broadcast._from(b) for b in self._n.push_list_broadcasts(_IS_ASYNC, company_id, limit)]
+        return RecordList([Broadcast._from(b) for b in self._n.push_list_broadcasts(_IS_ASYNC, company_id, limit)], Broadcast)
 
-    def list_broadcast_dispatches(self, broadcast_id: str, *, status: Literal['enqueued', 'failed'] | None=None, limit: int=200) -> list[BroadcastDispatch]:
+    def list_broadcast_dispatches(self, broadcast_id: str, *, status: Literal['enqueued', 'failed'] | None=None, limit: int=200) -> RecordList[BroadcastDispatch]:
         """The targets of a broadcast by user id, optionally only ``enqueued`` or
         ``failed`` ones (``limit`` 1..1000). ``NotFoundError`` for an unknown broadcast."""
         raw = self._n.push_list_broadcast_dispatches(_IS_ASYNC, broadcast_id, status, limit)
-        return [BroadcastDispatch._from(d) for d in raw]
+        return RecordList([BroadcastDispatch._from(d) for d in raw], BroadcastDispatch)
 
     def user_agent_push_stats(self, consumer_user_id: str, agent_key: str) -> UserAgentPushStats:
         """A user's jobs for ``agent_key`` (total, enabled) and the runs routed to it

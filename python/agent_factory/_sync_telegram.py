@@ -6,7 +6,8 @@ Generated from ``_async_telegram.py`` (the single source). Every method runs in
 Rust with the GIL released, so other Python threads keep running.
 """
 from __future__ import annotations
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from ._area import _Area, _str_dict
 from ._telegram_types import AttachmentExpiry, BotIdentity, ImportedTelegramToken, IngestResult, OnboardingState, ProviderReadiness, TelegramApiConfig, TelegramReadiness, WebhookSetup, WebhookStatus
 _IS_ASYNC = False

@@ -6,10 +6,10 @@ Generated from ``_async_templates.py`` (the single source). Every method runs in
 Rust with the GIL released, so other Python threads keep running.
 """
 from __future__ import annotations
-import builtins
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from ._area import _Area, _str_dict, _str_list
 from ._identity_types import MessageTemplate, TemplateSend
+from ._record_list import RecordList
 _IS_ASYNC = False
 __all__ = ['TemplatesApi']
 
@@ -46,11 +46,11 @@ class TemplatesApi(_Area):
         """One template, or ``None``."""
         return MessageTemplate._maybe(self._n.get_message_template(_IS_ASYNC, template_id))
 
-    def list(self, *, include_disabled: bool=False, limit: int=100) -> builtins.list[MessageTemplate]:
+    def list(self, *, include_disabled: bool=False, limit: int=100) -> RecordList[MessageTemplate]:
         """Templates, most used first, then most recently updated; enabled ones only
         unless ``include_disabled``. ``limit`` is 1..200."""
         raw = self._n.list_message_templates(_IS_ASYNC, include_disabled, limit)
-        return [MessageTemplate._from(t) for t in raw]
+        return RecordList([MessageTemplate._from(t) for t in raw], MessageTemplate)
 
     def send_to_user_agent(self, consumer_user_id: str, agent_key: str, template_id: str, *, metadata: Mapping[str, str] | None=None, now_ms: int | None=None) -> TemplateSend:
         """Send an enabled template's text to the user's agent and count the use, in

@@ -8,13 +8,13 @@ Rust with the GIL released, so other Python threads keep running.
 from __future__ import annotations
 import builtins
 import os
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 from . import _guard, _native
 from ._area import _KEEP
-from ._workboard_types import AttachmentContent, BoardStats, BoardSummary, Card, CardAttachments, CardClaim, CardExport, CardRuns, ChangeRevision, PromotedCards, WorkboardBoard, cards_html
-from ._workboard_types import Decomposition, NotificationEvents, NotificationSubscription
-from ._workboard_types import DiagnosticsReport, DispatchResult
-from ._workboard_types import QueueDispatchResult
+from ._board_view import BoardView, check_limit_per_status, column_statuses
+from ._record_list import RecordList
+from ._workboard_types import AttachmentContent, BoardStats, BoardSummary, Card, CardAttachments, CardClaim, CardExport, CardRuns, ChangeRevision, Decomposition, DiagnosticsReport, DispatchResult, NotificationEvents, NotificationSubscription, PromotedCards, QueueDispatchResult, WorkboardBoard, cards_html
 _IS_ASYNC = False
 __all__ = ['Workboard']
 _UPDATE_FIELDS = ('title', 'notes', 'status', 'priority', 'labels', 'agent_id', 'session_key', 'run_id', 'task_id', 'source_url', 'execution', 'metadata', 'template_id', 'position', 'tenant', 'board_id', 'created_by_card_id', 'idempotency_key', 'skills', 'workspace', 'max_runtime_seconds', 'max_retries', 'scheduled_at', 'started_at', 'completed_at')
@@ -82,12 +82,12 @@ class Workboard:
         """One card, or ``None``."""
         return Card._maybe(self._n.get(_IS_ASYNC, card_id))
 
-    def list(self, *, board_id: str | None=None, status: str | Sequence[str] | None=None, agent_id: str | None=None, archived: bool | None=None, limit: int | None=None, offset: int | None=None) -> builtins.list[Card]:
+    def list(self, *, board_id: str | None=None, status: str | Sequence[str] | None=None, agent_id: str | None=None, archived: bool | None=None, limit: int | None=None, offset: int | None=None) -> RecordList[Card]:
         """Cards in board order (status order, position, creation), filtered and paged in SQL.
         ``archived=None`` includes archived cards, ``False`` hides them, ``True`` shows only them."""
         statuses = [status] if isinstance(status, str) else builtins.list(status) if status is not None else None
         raw = self._n.list(_IS_ASYNC, board_id, statuses, agent_id, archived, limit, offset)
-        return [Card._from(c) for c in raw]
+        return RecordList([Card._from(c) for c in raw], Card)
 
     def update(self, card_id: str, *, title: Any=_KEEP, notes: Any=_KEEP, status: Any=_KEEP, priority: Any=_KEEP, labels: Any=_KEEP, agent_id: Any=_KEEP, session_key: Any=_KEEP, run_id: Any=_KEEP, task_id: Any=_KEEP, source_url: Any=_KEEP, execution: Any=_KEEP, metadata: Any=_KEEP, template_id: Any=_KEEP, position: Any=_KEEP, tenant: Any=_KEEP, board_id: Any=_KEEP, created_by_card_id: Any=_KEEP, idempotency_key: Any=_KEEP, skills: Any=_KEEP, workspace: Any=_KEEP, max_runtime_seconds: Any=_KEEP, max_retries: Any=_KEEP, scheduled_at: Any=_KEEP, started_at: Any=_KEEP, completed_at: Any=_KEEP, now_ms: int | None=None) -> Card:
         """Patch a card: omitted fields keep their value, ``None`` clears. Setting a status
@@ -101,13 +101,13 @@ class Workboard:
         raw = self._n.move_card(_IS_ASYNC, card_id, status, position, _scope(owner_id, token), now_ms)
         return Card._from(raw)
 
-    def bulk_update(self, ids: Sequence[str], *, patch: Mapping[str, Any] | None=None, archived: bool | None=None, now_ms: int | None=None) -> builtins.list[Card]:
+    def bulk_update(self, ids: Sequence[str], *, patch: Mapping[str, Any] | None=None, archived: bool | None=None, now_ms: int | None=None) -> RecordList[Card]:
         """Apply one ``patch`` (the fields of :meth:`update`) or an ``archived`` flag to
         several cards in one transaction: all succeed or none."""
         if isinstance(ids, str):
             raise TypeError('ids must be a list of card ids, got str')
         raw = self._n.bulk_update(_IS_ASYNC, builtins.list(ids), dict(patch) if patch is not None else None, archived, now_ms)
-        return [Card._from(c) for c in raw['cards']]
+        return RecordList([Card._from(c) for c in raw['cards']], Card)
 
     def archive(self, card_id: str, archived: bool=True, *, now_ms: int | None=None) -> Card:
         """Archive (or with ``archived=False`` unarchive) a card."""
@@ -227,11 +227,11 @@ class Workboard:
         """Delete an empty board and its subscriptions (``default`` cannot be deleted)."""
         return bool(self._n.delete_board(_IS_ASYNC, board_id)['deleted'])
 
-    def list_boards(self) -> builtins.list[BoardSummary]:
+    def list_boards(self) -> RecordList[BoardSummary]:
         """Every board (stored, ``default``, and boards only cards name) with counts;
         ``default`` first, then by id."""
         raw = self._n.list_boards(_IS_ASYNC)
-        return [BoardSummary._from(b) for b in raw['boards']]
+        return RecordList([BoardSummary._from(b) for b in raw['boards']], BoardSummary)
 
     def stats(self, *, board_id: str | None=None, now_ms: int | None=None) -> BoardStats:
         """Counts by status and agent, the oldest ready card's age and the latest update."""
@@ -244,6 +244,45 @@ class Workboard:
     def board_html(self, board_id: str | None=None) -> str:
         """An HTML table of a board's cards (for notebooks)."""
         return cards_html(self.list(board_id=board_id))
+
+    def kanban(self, board_id: str | None=None, *, limit_per_status: int=50) -> BoardView:
+        """The board (every board when ``board_id`` is ``None``) as kanban columns: one per
+        status in the workboard's order, each with its first ``limit_per_status`` (1..1000)
+        unarchived cards in board order and its total. Renders as columns side by side in
+        Jupyter; ``to_pandas()`` gives one row per card shown.
+
+        Read with ``stats`` and one ``list`` per non-empty status; if another writer
+        commits meanwhile (``change_revision`` moved) the read is repeated, up to three
+        times, so columns and totals normally come from one state of the board."""
+        limit = check_limit_per_status(limit_per_status)
+        for _attempt in range(3):
+            revision = self.change_revision().revision
+            stats = self.stats(board_id=board_id)
+            pages: dict[str, RecordList[Card]] = {}
+            totals: dict[str, int] = {}
+            for status in column_statuses(stats.by_status):
+                count = stats.by_status.get(status, 0)
+                if count == 0:
+                    continue
+                page = self.list(board_id=board_id, status=status, archived=False, limit=limit)
+                total = len(page)
+                if total == limit and stats.archived:
+                    total = count - self._count_cards(board_id, status, archived=True)
+                elif total == limit:
+                    total = count
+                pages[status], totals[status] = (page, total)
+            if self.change_revision().revision == revision:
+                break
+        return BoardView.build(board_id, pages, totals, limit_per_status=limit, at_ms=self.now_ms())
+
+    def _count_cards(self, board_id: str | None, status: str, *, archived: bool) -> int:
+        """Cards of one status (and archived flag), counted page by page."""
+        counted, page_size = (0, 1000)
+        while True:
+            got = len(self.list(board_id=board_id, status=status, archived=archived, limit=page_size, offset=counted))
+            counted += got
+            if got < page_size:
+                return counted
 
     def subscribe_notifications(self, *, board_id: str | None=None, card_id: str | None=None, session_key: str | None=None, run_id: str | None=None, target: str | None=None, event_kinds: Sequence[str] | str | None=None, subscription_id: str | None=None, now_ms: int | None=None) -> NotificationSubscription:
         """Subscribe to the notification log of a board (default ``"default"``), a card
@@ -258,10 +297,10 @@ class Workboard:
             fields['event_kinds'] = event_kinds if isinstance(event_kinds, str) else builtins.list(event_kinds)
         return NotificationSubscription._from(self._n.subscribe_notifications(_IS_ASYNC, fields, now_ms))
 
-    def list_notification_subscriptions(self, *, board_id: str | None=None, card_id: str | None=None) -> builtins.list[NotificationSubscription]:
+    def list_notification_subscriptions(self, *, board_id: str | None=None, card_id: str | None=None) -> RecordList[NotificationSubscription]:
         """Subscriptions (of a board and/or a card), oldest first."""
         raw = self._n.list_notification_subscriptions(_IS_ASYNC, board_id, card_id)
-        return [NotificationSubscription._from(s) for s in raw['subscriptions']]
+        return RecordList([NotificationSubscription._from(s) for s in raw['subscriptions']], NotificationSubscription)
 
     def delete_notification_subscription(self, subscription_id: str) -> bool:
         """Delete a subscription; ``False`` if it did not exist."""

@@ -6,8 +6,9 @@ access, a readable ``repr``, ``to_dict()`` and an HTML table for notebooks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Mapping
+from typing import ClassVar, Literal
 
 from ._types import _Record
 

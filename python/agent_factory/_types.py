@@ -8,9 +8,12 @@ Each type is a frozen dataclass with attribute access, a readable ``repr``,
 from __future__ import annotations
 
 import dataclasses
-import html
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, TypeVar
+from typing import Any, ClassVar, TypeVar
+
+from . import _html, _views
+from ._record_list import RecordList, plain
 
 _R = TypeVar("_R", bound="_Record")
 
@@ -58,6 +61,8 @@ class _Record:
 
     _nested: ClassVar[Mapping[str, type]] = {}
     _nested_lists: ClassVar[Mapping[str, type]] = {}
+    #: Columns (dotted attribute paths) of the type's rows in a ``RecordList`` table; empty: every field.
+    _html_columns: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def _from(cls: type[_R], data: Mapping[str, Any]) -> _R:
@@ -69,7 +74,8 @@ class _Record:
             if v is not None and f.name in cls._nested:
                 v = cls._nested[f.name]._from(v)  # type: ignore[attr-defined]
             elif v is not None and f.name in cls._nested_lists:
-                v = [cls._nested_lists[f.name]._from(x) for x in v]  # type: ignore[attr-defined]
+                kind = cls._nested_lists[f.name]
+                v = RecordList([kind._from(x) for x in v], kind)  # type: ignore[attr-defined]
             values[f.name] = v
         return cls(**values)
 
@@ -78,15 +84,12 @@ class _Record:
         return None if data is None else cls._from(data)
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain ``dict`` (nested records become dicts too)."""
-        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+        """A plain ``dict`` (nested records become dicts, record lists plain lists)."""
+        return plain(self)  # type: ignore[no-any-return]
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(repr(v))}</td></tr>"
-            for k, v in self.to_dict().items()
-        )
-        return f"<table><caption>{type(self).__name__}</caption>{rows}</table>"
+        """The record as an HTML table of its fields (times in UTC, statuses as badges)."""
+        return _html.record_html(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,11 @@ class Claim(_Record):
 @dataclass(frozen=True, slots=True)
 class Job(_Record):
     """A message as listed by the queue."""
+
+    _html_columns: ClassVar[tuple[str, ...]] = (
+        "message_id", "status", "conversation_id", "agent_key", "priority", "attempts", "max_attempts",
+        "created_at", "scheduled_for", "claimed_by", "last_error",
+    )
 
     message_id: str
     conversation_id: str
@@ -134,6 +142,10 @@ class QueueStats(_Record):
     processing: int
     dead_letter: int
     oldest_ready_at: int | None
+
+    def _repr_html_(self) -> str:
+        """Counts by status with bars, and since when the oldest ready message waits."""
+        return _views.queue_stats_html(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +215,10 @@ class Worker(_Record):
     """A worker row."""
 
     _nested: ClassVar[Mapping[str, type]] = {"assignment": Assignment}
+    _html_columns: ClassVar[tuple[str, ...]] = (
+        "worker_id", "status", "provider", "mode", "load", "assignment.conversation_id", "heartbeat_at",
+        "last_claim_at", "created_at", "stop_reason",
+    )
 
     worker_id: str
     provider: str
@@ -264,6 +280,9 @@ class AgentProfile(_Record):
     """An agent profile."""
 
     _nested: ClassVar[Mapping[str, type]] = {"bridge_config": BridgeConfig}
+    _html_columns: ClassVar[tuple[str, ...]] = (
+        "agent_key", "enabled", "version", "bot_identity", "secrets_ref", "updated_at",
+    )
 
     agent_key: str
     version: str
@@ -377,6 +396,10 @@ class Snapshot(_Record):
     """A workspace snapshot. ``status`` is ``uploading``, ``ready``, ``failed`` or
     ``expired``; ``path`` (the archive in the blob store) is set only while the
     snapshot is ready and unexpired, so a worker can restore from it."""
+
+    _html_columns: ClassVar[tuple[str, ...]] = (
+        "snapshot_id", "conversation_id", "worker_id", "size_bytes", "created_at", "status", "reason",
+    )
 
     snapshot_id: str
     workspace_id: str

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
+from . import _views
+from ._record_list import RecordList
 from ._types import _Record
 
 __all__ = [
@@ -34,6 +37,10 @@ __all__ = [
 class Card(_Record):
     """A workboard card. ``metadata`` is ``None`` when the card has none; the board is
     ``metadata["automation"]["board_id"]`` (see :attr:`board_id`)."""
+
+    _html_columns: ClassVar[tuple[str, ...]] = (
+        "id", "title", "status", "priority", "labels", "claim_owner", "agent_id", "board_id", "updated_at",
+    )
 
     id: str
     title: str
@@ -67,36 +74,31 @@ class Card(_Record):
         return (self.metadata or {}).get("claim")
 
     @property
+    def claim_owner(self) -> str | None:
+        """The owner of the current claim, if any."""
+        owner = (self.claim or {}).get("owner_id")
+        return None if owner is None else str(owner)
+
+    @property
+    def claim_expires_at(self) -> int | None:
+        """When the current claim expires (epoch ms), if claimed."""
+        expires = (self.claim or {}).get("expires_at")
+        return None if expires is None else int(expires)
+
+    @property
     def parent_ids(self) -> list[str]:
         """Ids of the cards this card depends on."""
         links = (self.metadata or {}).get("links") or []
-        return list(dict.fromkeys(l["target_card_id"] for l in links if l.get("type") == "parent"))
+        return list(dict.fromkeys(link["target_card_id"] for link in links if link.get("type") == "parent"))
 
     def _repr_html_(self) -> str:
-        fields = {
-            "id": self.id, "title": self.title, "status": self.status, "priority": self.priority,
-            "board": self.board_id, "agent": self.agent_id, "labels": ", ".join(self.labels),
-            "claim": (self.claim or {}).get("owner_id"), "updated_at": self.updated_at,
-            "events": len(self.events),
-        }
-        rows = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-            for k, v in fields.items()
-        )
-        return f"<table><caption>Card</caption>{rows}</table>"
+        """Title, status, priority, labels, claim owner and expiry, dependencies, recent events."""
+        return _views.card_html(self)
 
 
 def cards_html(cards: list[Card]) -> str:
     """An HTML table of cards (one row each) for notebooks."""
-    head = "".join(f"<th>{h}</th>" for h in ("id", "status", "priority", "board", "agent", "title"))
-    rows = "".join(
-        "<tr>" + "".join(
-            f"<td>{html.escape(str(v))}</td>"
-            for v in (c.id[:8], c.status, c.priority, c.board_id, c.agent_id or "", c.title)
-        ) + "</tr>"
-        for c in cards
-    )
-    return f"<table><tr>{head}</tr>{rows}</table>"
+    return RecordList(cards, Card)._repr_html_()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,8 @@ class WorkboardBoard(_Record):
 @dataclass(frozen=True, slots=True)
 class BoardSummary(_Record):
     """A board with its card counts (``created_at`` is ``None`` for boards never stored)."""
+
+    _html_columns: ClassVar[tuple[str, ...]] = ("id", "name", "total", "active", "archived", "by_status", "updated_at")
 
     id: str
     name: str | None

@@ -210,7 +210,8 @@ class FlyProvider:
             for f in dataclasses.fields(self)
             if f.name not in ("cpu_kind", "cpus", "memory_mb", "env")
         }
-        guest = {k: v for k, v in (("cpu_kind", self.cpu_kind), ("cpus", self.cpus), ("memory_mb", self.memory_mb)) if v is not None}
+        sizes = (("cpu_kind", self.cpu_kind), ("cpus", self.cpus), ("memory_mb", self.memory_mb))
+        guest = {k: v for k, v in sizes if v is not None}
         out["guest"] = guest or None
         out["env"] = _str_map(self.env, "env")
         return out

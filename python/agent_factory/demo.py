@@ -28,6 +28,7 @@ worker before returning, and kills what would not stop.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -376,7 +377,7 @@ class PoolDemo:
     def _enqueue(self, items: list[dict[str, Any]], wave: int, batch: int = 500) -> None:
         for start in range(0, len(items), batch):
             chunk = items[start : start + batch]
-            for item, message_id in zip(chunk, self.factory.queue.enqueue_many(chunk)):
+            for item, message_id in zip(chunk, self.factory.queue.enqueue_many(chunk), strict=True):
                 self._ids[item["conversation_id"]].append(message_id)
                 self._waves_of[item["conversation_id"]].add(wave)
             self._enqueued += len(chunk)
@@ -531,7 +532,7 @@ class PoolDemo:
                 r.duplicates += len(seen) - len(set(seen))
                 r.missing_from_snapshots += len(set(done_ids) - set(seen))
                 order = [position.get(message_id, -1) for message_id in seen]
-                r.order_violations += sum(1 for a, b in zip(order, order[1:]) if b <= a)
+                r.order_violations += sum(1 for a, b in itertools.pairwise(order) if b <= a)
                 segments = [w for i, w in enumerate(e[2] for e in entries) if i == 0 or entries[i - 1][2] != w]
                 r.restores_verified += max(0, len(segments) - 1)
                 for message_id, attempt, worker_id, pid, claimed_at in entries:

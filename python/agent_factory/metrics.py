@@ -24,9 +24,10 @@ import html
 import logging
 import math
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from . import _native
 from ._types import _Record
@@ -315,7 +316,7 @@ def _handler_class(render: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "agent-factory-metrics"
 
-        def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+        def do_GET(self) -> None:
             if self.path.split("?", 1)[0] != "/metrics":
                 self._send(404, "text/plain; charset=utf-8", b"not found: try /metrics\n")
                 return
@@ -327,10 +328,10 @@ def _handler_class(render: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
                 return
             self._send(200, PROMETHEUS_CONTENT_TYPE, body)
 
-        def do_HEAD(self) -> None:  # noqa: N802
+        def do_HEAD(self) -> None:
             self._send(405, "text/plain; charset=utf-8", b"")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._send(405, "text/plain; charset=utf-8", b"method not allowed\n")
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
@@ -343,7 +344,7 @@ def _handler_class(render: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug("%s - %s", self.address_string(), format % args)
 
     return Handler

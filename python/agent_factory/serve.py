@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TextIO
 
-from ._sync_api import Factory
 from ._control_types import ControlRun, TickReport
+from ._sync_api import Factory
 from .config import FlyProvider, LocalProvider, ScalingPolicy
 from .errors import ValidationError
 
@@ -126,7 +126,7 @@ def serve(options: ServeOptions, *, out: TextIO | None = None, stop: threading.E
     provider = _provider(factory, options)
     scaling = _scaling(factory, options)
     stop = stop if stop is not None else threading.Event()
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s: stopping after the current tick", signal.Signals(signum).name)

@@ -51,9 +51,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Literal, Mapping, Union
+from typing import Any, Literal
 
 from ._async_api import AsyncFactory, AsyncQueueApi, AsyncSnapshotsApi, AsyncWorkerHandle, AsyncWorkersApi
 from ._sync_api import Factory, QueueApi, SnapshotsApi, WorkerHandle, WorkersApi
@@ -84,7 +85,7 @@ EXIT_USAGE = 2
 EXIT_SNAPSHOT_FAILED = 3
 
 ExitReason = Literal["drain", "signal", "stopped", "idle_timeout", "max_jobs"]
-Handler = Callable[["JobContext"], Union[None, str, list[Any], Awaitable[Union[None, str, list[Any]]]]]
+Handler = Callable[["JobContext"], str | list[Any] | Awaitable[str | list[Any] | None] | None]
 
 _log = logging.getLogger("agent_factory.worker")
 _SNAPSHOT_REASON = {"drain": "drain", "signal": "signal"}  # everything else: manual
@@ -109,7 +110,7 @@ class JobContext:
     data_dir: Path
     worker: WorkerHandle | AsyncWorkerHandle
     factory: Factory | AsyncFactory
-    logger: logging.LoggerAdapter  # type: ignore[type-arg]
+    logger: logging.LoggerAdapter[logging.Logger]
     workspace_id: str
     heartbeats: Heartbeats
 
@@ -267,7 +268,7 @@ class _Apis:
             self.workers = AsyncWorkersApi(native)
 
 
-class _JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _JobLogger(logging.LoggerAdapter[logging.Logger]):
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         return f"[{self.extra['worker_id']} message {self.extra['message_id']}] {msg}", kwargs  # type: ignore[index]
 
@@ -347,7 +348,7 @@ class Worker:
         if not callable(self.handler):
             raise TypeError(f"handler must be callable or a 'module:function' string, got {type(handler).__name__}")
         self._async_handler = inspect.iscoroutinefunction(self.handler) or inspect.iscoroutinefunction(
-            getattr(self.handler, "__call__", None)
+            getattr(self.handler, "__call__", None)  # noqa: B004 -- an object with an async __call__
         )
         for name, value in (
             ("max_jobs", max_jobs),
@@ -366,7 +367,8 @@ class Worker:
             self.factory = (AsyncFactory if self._async_handler else Factory)(factory, config=config)
         else:
             raise TypeError(f"factory must be a Factory, an AsyncFactory or a path, got {type(factory).__name__}")
-        for name, value in (("poll_min_ms", poll_min_ms), ("poll_max_ms", poll_max_ms), ("control_interval_ms", control_interval_ms)):
+        intervals = (("poll_min_ms", poll_min_ms), ("poll_max_ms", poll_max_ms), ("control_interval_ms", control_interval_ms))
+        for name, value in intervals:
             if not isinstance(value, int) or value < 1:
                 raise ValidationError(f"{name} must be a positive integer, got {value!r}")
         if poll_min_ms > poll_max_ms:
@@ -458,7 +460,7 @@ class Worker:
         assert self._wake is not None
         try:
             await asyncio.wait_for(self._wake.wait(), ms / 1000)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _should_stop(self) -> bool:
@@ -655,7 +657,7 @@ class Worker:
                 if not heartbeats.lost:
                     try:
                         await asyncio.shield(self._api.handle.fail(claim, "worker interrupted while handling the message"))
-                    except BaseException:  # noqa: BLE001 - best effort while already unwinding
+                    except BaseException:  # best effort while already unwinding
                         pass
                 raise
             if heartbeats.lost:
@@ -667,7 +669,8 @@ class Worker:
                 outcome = await self._api.handle.fail(claim, error)
                 if outcome.requeued or outcome.dead_lettered:
                     self._counts["failed"] += 1
-                    log.info("message %s", "dead-lettered" if outcome.dead_lettered else f"retries at {outcome.next_scheduled_for}")
+                    retry = "dead-lettered" if outcome.dead_lettered else f"retries at {outcome.next_scheduled_for}"
+                    log.info("message %s", retry)
                 else:
                     self._counts["lost"] += 1
                     log.warning("lease lost before the failure was recorded")
@@ -705,7 +708,7 @@ class Worker:
         try:
             taken = await self._api.snapshots.snapshot_directory(
                 self.worker_id, self.workspace_id, agent_key, self.conversation_id,
-                _SNAPSHOT_REASON.get(reason, "manual"),  # type: ignore[arg-type]
+                _SNAPSHOT_REASON.get(reason, "manual"),
                 self.data_dir,
             )
         except AgentFactoryError as e:
@@ -715,6 +718,10 @@ class Worker:
             _log.warning("%s: not in the snapshot: %s", self.worker_id, skipped)
         _log.info(
             "%s: final snapshot %s (%s, %d files, %d bytes)",
-            self.worker_id, taken.snapshot.snapshot_id, taken.snapshot.reason, taken.archive.files, taken.snapshot.size_bytes or 0,
+            self.worker_id,
+            taken.snapshot.snapshot_id,
+            taken.snapshot.reason,
+            taken.archive.files,
+            taken.snapshot.size_bytes or 0,
         )
         return taken.snapshot, None

@@ -1,9 +1,9 @@
 //! Operator requeue of a dead-lettered message.
 //!
 //! A dead-lettered message goes back to its conversation as a fresh delivery:
-//! status `queued`, attempts reset to 0, due now and placed behind the messages
-//! already waiting in that conversation (its `scheduled_for` becomes now), so a
-//! replay never overtakes work that is queued. Its last error is kept for
+//! status `queued`, attempts reset to 0 and its `scheduled_for` set to now, so
+//! within its conversation it comes after every message that was due before
+//! the requeue (a replay never overtakes work already waiting). Its last error is kept for
 //! context until it is claimed again. Only `dead_letter` messages can be
 //! requeued; the agent must still exist and be enabled. The conversation's head
 //! is recomputed in the same transaction unless a message is in flight there

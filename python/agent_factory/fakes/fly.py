@@ -34,11 +34,12 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = ["FakeCall", "FakeFly", "FakeMachine", "FakeVolume"]
@@ -50,7 +51,7 @@ _Reply = tuple[int, Any, dict[str, str]]
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _error(status: int, message: str) -> _Reply:
@@ -216,8 +217,7 @@ class FakeFly:
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>/v1``: pass it as the client's ``base_url``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://127.0.0.1:{self._server.server_port}/v1"
 
     def close(self) -> None:
         """Stop serving (pending delays end at once). Idempotent."""
@@ -446,7 +446,9 @@ class FakeFly:
             return _error(404, "app not found")
         rest = parts[2:]
         routes: dict[tuple[str, int, str], Callable[..., _Reply]] = {
-            ("GET", 0, ""): lambda: (200, {"name": self.app_name, "status": "deployed", "organization": {"slug": "personal"}}, {}),
+            ("GET", 0, ""): lambda: (
+                200, {"name": self.app_name, "status": "deployed", "organization": {"slug": "personal"}}, {}
+            ),
             ("GET", 1, "machines"): self._list_machines,
             ("POST", 1, "machines"): lambda: self._create_machine(body),
             ("GET", 1, "volumes"): lambda: (200, [v.to_json() for v in self._volumes.values()], {}),
@@ -605,7 +607,7 @@ def _handler_for(fake: FakeFly) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST = do_DELETE = do_PUT = _serve
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: Any) -> None:
             """Silence the default stderr access log (the call log is on the fake)."""
 
     return Handler

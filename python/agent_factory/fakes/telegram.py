@@ -213,8 +213,7 @@ class FakeTelegram:
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>``: pass it as ``factory.telegram.set_api_config(base_url=...)``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     def close(self) -> None:
         """Stop serving. Idempotent."""
@@ -367,7 +366,10 @@ class FakeTelegram:
         target = url or hook.url
         if not target:
             raise ValueError("no webhook URL: call setWebhook (configure_webhook) or pass url=")
-        body = update if isinstance(update, bytes) else (update.encode() if isinstance(update, str) else json.dumps(update).encode())
+        if isinstance(update, bytes):
+            body = update
+        else:
+            body = update.encode() if isinstance(update, str) else json.dumps(update).encode()
         req = urllib.request.Request(target, data=body, method="POST", headers={"Content-Type": "application/json"})
         if hook.secret_token is not None:
             req.add_header(SECRET_TOKEN_HEADER, hook.secret_token)
@@ -554,7 +556,7 @@ def _handler_for(fake: FakeTelegram) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST = _serve
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: Any) -> None:
             """Silence the default stderr access log (the call log is on the fake)."""
 
     return Handler

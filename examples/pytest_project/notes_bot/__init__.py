@@ -1,0 +1,1 @@
+"""notes-bot: a note-taking chat bot run by agent-factory workers."""
