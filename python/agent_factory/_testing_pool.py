@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,7 +26,7 @@ from ._control_types import TickReport
 from ._sync_api import ControlLoop, Factory
 from ._types import QueueStats
 from ._types import Worker as WorkerRecord
-from .config import LocalProvider, ScalingPolicy
+from .config import LocalProvider, ScalingPolicy, default_worker_command
 from .demo import kill_worker_processes
 from .errors import AgentFactoryError, InvalidStateError, ValidationError
 
@@ -136,7 +135,7 @@ class LocalPool:
         inherited = worker_env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
         worker_env["PYTHONPATH"] = os.pathsep.join([*self.pythonpath, *([inherited] if inherited else [])])
         self.provider = LocalProvider(
-            command=[sys.executable, "-m", "agent_factory", "worker", "--poll-interval-ms", str(poll_interval_ms)],
+            command=[*default_worker_command(), "--poll-interval-ms", str(poll_interval_ms)],
             handler=handler,
             env=worker_env,
             cwd=self.cwd,

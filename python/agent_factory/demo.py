@@ -34,7 +34,6 @@ import math
 import os
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -44,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ._sync_api import ControlLoop, Factory
-from .config import LocalProvider, ScalingPolicy
+from .config import LocalProvider, ScalingPolicy, default_worker_command
 from .errors import AgentFactoryError, InvalidStateError, ValidationError
 from .worker import JobContext, echo_handler
 
@@ -294,7 +293,7 @@ class PoolDemo:
         self.timeout_s = timeout_s
         self.on_progress = on_progress
         self.provider = LocalProvider(
-            command=[sys.executable, "-m", "agent_factory", "worker", "--poll-interval-ms", str(poll_interval_ms)],
+            command=[*default_worker_command(), "--poll-interval-ms", str(poll_interval_ms)],
             handler=handler,
             env=env,
             stop_grace_ms=stop_grace_ms,

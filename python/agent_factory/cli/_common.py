@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -106,22 +106,23 @@ def set_argv(argv: Sequence[str]) -> None:
     _argv = list(argv)
 
 
+#: Error kind and exit code per exception class, most specific first.
+_ERROR_KINDS: tuple[tuple[type[BaseException], str, int], ...] = (
+    (ValidationError, "validation", EXIT_USAGE),
+    (NotFoundError, "not_found", EXIT_NOT_FOUND),
+    (ConflictError, "conflict", EXIT_CONFLICT),
+    (InvalidStateError, "invalid_state", EXIT_CONFLICT),
+    (ProviderError, "provider", EXIT_PROVIDER),
+    (StorageError, "storage", EXIT_PROVIDER),
+    (AuthenticationError, "authentication", EXIT_FAILED),
+)
+
+
 def classify(exc: BaseException) -> tuple[str, int]:
     """The error kind (for ``{"error": {"kind": ...}}``) and exit code of an exception."""
-    if isinstance(exc, ValidationError):
-        return "validation", EXIT_USAGE
-    if isinstance(exc, NotFoundError):
-        return "not_found", EXIT_NOT_FOUND
-    if isinstance(exc, ConflictError):
-        return "conflict", EXIT_CONFLICT
-    if isinstance(exc, InvalidStateError):
-        return "invalid_state", EXIT_CONFLICT
-    if isinstance(exc, ProviderError):
-        return "provider", EXIT_PROVIDER
-    if isinstance(exc, StorageError):
-        return "storage", EXIT_PROVIDER
-    if isinstance(exc, AuthenticationError):
-        return "authentication", EXIT_FAILED
+    for cls, kind, code in _ERROR_KINDS:
+        if isinstance(exc, cls):
+            return kind, code
     return "failed", EXIT_FAILED
 
 
@@ -192,6 +193,22 @@ class Output:
     def note(self, message: str) -> None:
         """A line for people on stderr (never in JSON mode's stdout)."""
         self.err.print(Text(message))
+
+    @contextmanager
+    def bar(self, description: str, total: int) -> Iterator[tuple[Progress, TaskID]]:
+        """A progress bar on stderr that stays when done, for long work whose caller
+        updates it (``progress.update(task, completed=..., description=...)``); yields
+        ``(progress, task)``. Draws nothing unless :attr:`interactive`."""
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.err,
+            transient=False,
+            disable=not self.interactive,
+        ) as progress:
+            yield progress, progress.add_task(description, total=total)
 
     @contextmanager
     def progress(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:

@@ -16,7 +16,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .._sync_api import Factory
@@ -191,16 +190,7 @@ def _cmd_demo(args: argparse.Namespace, out: Output) -> int:
                 f"[bold]agent-factory demo[/]: {args.messages} messages over {args.conversations} conversations, "
                 f"{args.workers} pooled workers, database {path} ({'durable' if args.durable else 'default durability'})"
             )
-            with Progress(
-                TextColumn("[progress.description]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=out.err,
-                transient=False,
-                disable=not out.interactive,
-            ) as progress:
-                task = progress.add_task("processing", total=args.messages)
+            with out.bar("processing", args.messages) as (progress, task):
                 result = run_demo(
                     factory,
                     messages=args.messages,
@@ -288,16 +278,7 @@ def _cmd_pool_demo(args: argparse.Namespace, out: Output) -> int:
                     f"in {args.waves} wave(s); the pool runs at most {args.workers} local worker processes "
                     f"(idle timeout {args.idle_timeout_ms} ms); database {path}"
                 )
-                with Progress(
-                    TextColumn("[progress.description]{task.description}"),
-                    BarColumn(bar_width=24),
-                    MofNCompleteColumn(),
-                    TimeElapsedColumn(),
-                    console=out.err,
-                    transient=False,
-                    disable=not out.interactive,
-                ) as progress:
-                    task = progress.add_task("starting", total=args.messages)
+                with out.bar("starting", args.messages) as (progress, task):
 
                     def show(p: DemoProgress) -> None:
                         stage = "stopping" if p.stopping else f"wave {p.wave}/{p.waves}"

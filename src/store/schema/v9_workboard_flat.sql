@@ -61,6 +61,8 @@ END;
 -- parent appears, disappears or enters / leaves `done`. A todo card with open
 -- parents cannot change on its own, so the watch index (V8) now leaves it out:
 -- promotion and dispatch passes no longer visit cards waiting on their parents.
+-- Each trigger spells the recount out: a view with GROUP BY would be scanned
+-- whole for a correlated lookup (SQLite does not push the card id into it).
 
 ALTER TABLE workboard_cards ADD COLUMN open_parents INTEGER NOT NULL DEFAULT 0;
 UPDATE workboard_cards SET open_parents = (
