@@ -587,7 +587,7 @@ fn bench_enqueue_many(c: &mut Criterion, summary: &mut Summary) {
 /// Counters of one connection: per prepared statement (by address) its SQL, runs
 /// and re-prepares, and the pages written to the WAL (`SQLITE_DBSTATUS_CACHE_WRITE`).
 struct Counters {
-    stmts: HashMap<usize, (String, i64, i64)>,
+    stmts: HashMap<usize, (String, i64, i64, i64)>,
     pages_written: i64,
 }
 
@@ -608,7 +608,16 @@ fn counters(conn: &Connection) -> Counters {
             };
             let runs = ffi::sqlite3_stmt_status(stmt, ffi::SQLITE_STMTSTATUS_RUN, 0);
             let reprepares = ffi::sqlite3_stmt_status(stmt, ffi::SQLITE_STMTSTATUS_REPREPARE, 0);
-            stmts.insert(stmt as usize, (sql, i64::from(runs), i64::from(reprepares)));
+            let steps = ffi::sqlite3_stmt_status(stmt, ffi::SQLITE_STMTSTATUS_VM_STEP, 0);
+            stmts.insert(
+                stmt as usize,
+                (
+                    sql,
+                    i64::from(runs),
+                    i64::from(reprepares),
+                    i64::from(steps),
+                ),
+            );
             stmt = ffi::sqlite3_next_stmt(db, stmt);
         }
         let (mut cur, mut high) = (0, 0);
@@ -641,18 +650,22 @@ fn usage(before: &Counters, after: &Counters, messages: usize) -> Usage {
     let n = messages as f64;
     let (mut runs, mut reps) = (0, 0);
     let mut reprepared = Vec::new();
-    for (ptr, (sql, r1, p1)) in &after.stmts {
-        let (r0, p0) = before
+    for (ptr, (sql, r1, p1, v1)) in &after.stmts {
+        let (r0, p0, v0) = before
             .stmts
             .get(ptr)
-            .map(|(_, r, p)| (*r, *p))
-            .unwrap_or((0, 0));
+            .map(|(_, r, p, v)| (*r, *p, *v))
+            .unwrap_or((0, 0, 0));
         runs += r1 - r0;
         reps += p1 - p0;
         if std::env::var_os("AF_BENCH_STATEMENTS").is_some() && r1 - r0 > 0 {
             let short: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
             let short: String = short.chars().take(120).collect();
-            println!("    {:>5.2}/msg  {short}", (r1 - r0) as f64 / n);
+            println!(
+                "    {:>5.2}/msg {:>7.1} VM steps/msg  {short}",
+                (r1 - r0) as f64 / n,
+                (v1 - v0) as f64 / n
+            );
         }
         if p1 - p0 > 0 {
             let short: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
