@@ -157,10 +157,21 @@ def test_async_handler_through_the_blocking_run(tmp_path: Path) -> None:
     assert Worker(str(tmp_path / "f.db"), "w-1", handler, max_jobs=1).run().jobs_completed == 1
 
 
-async def test_run_refuses_a_running_loop(tmp_path: Path) -> None:
-    worker = Worker(live_factory(tmp_path / "f.db"), "w-1", echo_handler)
-    with pytest.raises(RuntimeError, match="arun"):
-        worker.run()
+async def test_run_inside_a_running_loop_blocks_on_a_helper_thread(tmp_path: Path) -> None:
+    """As in a Jupyter cell: the blocking run() works where a loop already runs."""
+    f = live_factory(tmp_path / "f.db")
+    mid = f.queue.enqueue("conv-1", AGENT, payload(text="ping"))
+    threads: list[str] = []
+
+    def handler(ctx: JobContext) -> str:
+        threads.append(threading.current_thread().name)
+        return "pong"
+
+    result = Worker(f, "w-1", handler, max_jobs=1).run()
+    assert result.jobs_completed == 1
+    assert threads == ["agent-factory-worker-w-1"], "the private loop ran on the helper thread"
+    job = f.queue.get_job(mid)
+    assert job is not None and job.status == "done"
 
 
 # ---------------------------------------------------------------- leases

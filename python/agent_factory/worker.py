@@ -479,15 +479,39 @@ class Worker:
     # ------------------------------------------------------------------ running
 
     def run(self) -> WorkerResult:
-        """Run the worker in this thread until it stops (blocking).
+        """Run the worker until it stops (blocking).
 
         The loop runs on a private event loop whose factory calls block in place
-        (with the GIL released), so nothing else is left running when it returns."""
+        (with the GIL released), so nothing else is left running when it returns.
+        Where an event loop already runs in this thread (a Jupyter cell, an async
+        framework), that private loop runs on a helper thread and this call blocks
+        until the worker stops; an interrupt (Ctrl-C, the notebook's stop button)
+        asks it to stop after the current job, waits for it and re-raises.
+        Signals are handled only when the worker runs in the main thread itself."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(self._main(blocking=True))
-        raise RuntimeError("Worker.run() cannot be called from a running event loop; use `await worker.arun()`")
+        outcome: dict[str, Any] = {}
+
+        def main() -> None:
+            try:
+                outcome["result"] = asyncio.run(self._main(blocking=True))
+            except BaseException as e:  # handed to the caller's thread below
+                outcome["error"] = e
+
+        thread = threading.Thread(target=main, name=f"agent-factory-worker-{self.worker_id}", daemon=True)
+        thread.start()
+        try:
+            thread.join()
+        except KeyboardInterrupt:
+            self.stop()
+            thread.join()
+            raise
+        if "error" in outcome:
+            raise outcome["error"]
+        result: WorkerResult = outcome["result"]
+        return result
 
     async def arun(self) -> WorkerResult:
         """Run the worker on the current event loop until it stops; factory calls are
