@@ -26,8 +26,8 @@ from ._control_types import TickReport
 from ._sync_api import ControlLoop, Factory
 from ._types import QueueStats
 from ._types import Worker as WorkerRecord
-from .config import LocalProvider, ScalingPolicy, default_worker_command
-from .demo import kill_worker_processes
+from .config import LocalProvider, ScalingPolicy
+from .demo import kill_worker_processes, python_worker_pool
 from .errors import AgentFactoryError, InvalidStateError, ValidationError
 
 __all__ = ["DEFAULT_TEST_AGENT", "LocalPool"]
@@ -134,19 +134,16 @@ class LocalPool:
         worker_env = dict(env or {})
         inherited = worker_env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
         worker_env["PYTHONPATH"] = os.pathsep.join([*self.pythonpath, *([inherited] if inherited else [])])
-        self.provider = LocalProvider(
-            command=[*default_worker_command(), "--poll-interval-ms", str(poll_interval_ms)],
+        self.provider, self.scaling = python_worker_pool(
             handler=handler,
-            env=worker_env,
-            cwd=self.cwd,
-            stop_grace_ms=stop_grace_ms,
-        )
-        self.scaling = ScalingPolicy(
             max_workers=max_workers,
-            spawn_step=max_workers,
+            poll_interval_ms=poll_interval_ms,
             idle_timeout_ms=idle_timeout_ms,
             drain_timeout_ms=drain_timeout_ms,
             reconcile_interval_ms=max(tick_ms, 500),
+            stop_grace_ms=stop_grace_ms,
+            env=worker_env,
+            cwd=self.cwd,
         )
         self._loop = self.factory.pool.control_loop(
             provider=self.provider, scaling=self.scaling, idle_check_interval_ms=max(tick_ms, 500)

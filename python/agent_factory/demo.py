@@ -207,6 +207,38 @@ def _process_is_worker(pid: int) -> bool:
     return state not in ("Z", "X") and b"agent_factory" in cmdline and b"worker" in cmdline
 
 
+def python_worker_pool(
+    *,
+    handler: str,
+    max_workers: int,
+    poll_interval_ms: int,
+    idle_timeout_ms: int,
+    drain_timeout_ms: int,
+    reconcile_interval_ms: int,
+    stop_grace_ms: int,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+) -> tuple[LocalProvider, ScalingPolicy]:
+    """The local provider and scaling policy of a pool of ``agent-factory worker``
+    processes running ``handler`` (the demo's and the ``local_pool`` fixture's): this
+    interpreter's worker command, every seat spawned in one step."""
+    provider = LocalProvider(
+        command=[*default_worker_command(), "--poll-interval-ms", str(poll_interval_ms)],
+        handler=handler,
+        env=env,
+        cwd=cwd,
+        stop_grace_ms=stop_grace_ms,
+    )
+    scaling = ScalingPolicy(
+        max_workers=max_workers,
+        spawn_step=max_workers,
+        idle_timeout_ms=idle_timeout_ms,
+        drain_timeout_ms=drain_timeout_ms,
+        reconcile_interval_ms=reconcile_interval_ms,
+    )
+    return provider, scaling
+
+
 def kill_worker_processes(data_root: str | os.PathLike[str]) -> int:
     """SIGKILL the process group of every live worker process the local provider
     recorded under ``data_root`` (``machines/<id>.json``: pid and process start
@@ -292,18 +324,15 @@ class PoolDemo:
         self.check_interval_ms = check_interval_ms
         self.timeout_s = timeout_s
         self.on_progress = on_progress
-        self.provider = LocalProvider(
-            command=[*default_worker_command(), "--poll-interval-ms", str(poll_interval_ms)],
+        self.provider, self.scaling = python_worker_pool(
             handler=handler,
-            env=env,
-            stop_grace_ms=stop_grace_ms,
-        )
-        self.scaling = ScalingPolicy(
             max_workers=workers,
-            spawn_step=workers,
+            poll_interval_ms=poll_interval_ms,
             idle_timeout_ms=idle_timeout_ms,
             drain_timeout_ms=drain_timeout_ms,
             reconcile_interval_ms=check_interval_ms,
+            stop_grace_ms=stop_grace_ms,
+            env=env,
         )
         self.result = PoolDemoResult(
             messages=messages,
