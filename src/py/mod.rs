@@ -19,9 +19,9 @@ mod snapshots;
 mod telegram;
 mod templates;
 mod workboard;
-mod workboard_2a;
-mod workboard_2b;
-mod workboard_3a;
+mod workboard_notify_plan;
+mod workboard_pool;
+mod workboard_workflow;
 mod workers;
 
 use pyo3::prelude::*;
