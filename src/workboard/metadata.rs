@@ -77,6 +77,22 @@ impl Workboard {
         })
     }
 
+    /// [`Self::append`] for writes that only change the card's metadata.
+    fn append_meta(
+        &self,
+        id: &str,
+        scope: Option<&Scope>,
+        now: i64,
+        f: impl FnOnce(&mut Metadata),
+    ) -> Result<Card> {
+        self.append(id, scope, now, |_, _, next| {
+            let mut meta = next.meta();
+            f(&mut meta);
+            next.set_meta(meta);
+            Ok(())
+        })
+    }
+
     /// Append a comment (`comment body is required.`; at most 2000 characters).
     pub fn add_comment(
         &self,
@@ -88,8 +104,7 @@ impl Workboard {
         let now = self.now(now_ms)?;
         let body = n::text(Some(&Value::String(body.into())), "comment body", 2000)?
             .ok_or_else(|| Error::validation("comment body is required."))?;
-        self.append(id, scope, now, |_, _, next| {
-            let mut meta = next.meta();
+        self.append_meta(id, scope, now, |meta| {
             meta.comments.push(Comment {
                 id: new_id(),
                 body,
@@ -97,8 +112,6 @@ impl Workboard {
                 updated_at: None,
             });
             keep_last(&mut meta.comments, MAX_CARD_COMMENTS);
-            next.set_meta(meta);
-            Ok(())
         })
     }
 
@@ -142,13 +155,10 @@ impl Workboard {
             created_at: now,
             ..nm::proof(input, now)?
         };
-        self.append(id, scope, now, |_, _, next| {
-            let mut meta = next.meta();
-            clear_missing_proof(&mut meta);
+        self.append_meta(id, scope, now, |meta| {
+            clear_missing_proof(meta);
             meta.proof.push(proof);
             keep_last(&mut meta.proof, MAX_CARD_PROOF);
-            next.set_meta(meta);
-            Ok(())
         })
     }
 
@@ -168,13 +178,10 @@ impl Workboard {
             created_at: now,
             ..artifact
         };
-        self.append(id, scope, now, |_, _, next| {
-            let mut meta = next.meta();
-            clear_missing_proof(&mut meta);
+        self.append_meta(id, scope, now, |meta| {
+            clear_missing_proof(meta);
             meta.artifacts.push(artifact);
             keep_last(&mut meta.artifacts, MAX_CARD_ARTIFACTS);
-            next.set_meta(meta);
-            Ok(())
         })
     }
 
@@ -200,15 +207,12 @@ impl Workboard {
             created_at: now,
             ..artifact
         };
-        self.append(id, scope, now, |_, _, next| {
-            let mut meta = next.meta();
-            clear_missing_proof(&mut meta);
+        self.append_meta(id, scope, now, |meta| {
+            clear_missing_proof(meta);
             meta.proof.push(proof);
             meta.artifacts.push(artifact);
             keep_last(&mut meta.proof, MAX_CARD_PROOF);
             keep_last(&mut meta.artifacts, MAX_CARD_ARTIFACTS);
-            next.set_meta(meta);
-            Ok(())
         })
     }
 
@@ -238,12 +242,9 @@ impl Workboard {
             created_at: now,
             ..log
         };
-        self.append(id, scope, now, |_, _, next| {
-            let mut meta = next.meta();
+        self.append_meta(id, scope, now, |meta| {
             meta.worker_logs.push(log);
             keep_last(&mut meta.worker_logs, MAX_CARD_WORKER_LOGS);
-            next.set_meta(meta);
-            Ok(())
         })
     }
 
