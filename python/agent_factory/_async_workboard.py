@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from . import _guard, _native
 from ._area import _KEEP
-from ._board_view import BoardView, check_limit_per_status, column_statuses
+from ._board_view import BoardView, check_limit_per_status
 from ._record_list import RecordList
 from ._workboard_types import (
     AttachmentContent,
@@ -522,43 +522,13 @@ class AsyncWorkboard:
     async def kanban(self, board_id: str | None = None, *, limit_per_status: int = 50) -> BoardView:
         """The board (every board when ``board_id`` is ``None``) as kanban columns: one per
         status in the workboard's order, each with its first ``limit_per_status`` (1..1000)
-        unarchived cards in board order and its total. Renders as columns side by side in
-        Jupyter; ``to_pandas()`` gives one row per card shown.
-
-        Read with ``stats`` and one ``list`` per non-empty status; if another writer
-        commits meanwhile (``change_revision`` moved) the read is repeated, up to three
-        times, so columns and totals normally come from one state of the board."""
+        unarchived cards in board order and its total of unarchived cards, all read in one
+        transaction. Renders as columns side by side in Jupyter; ``to_pandas()`` gives one
+        row per card shown."""
         limit = check_limit_per_status(limit_per_status)
-        for _attempt in range(3):
-            revision = (await self.change_revision()).revision
-            stats = await self.stats(board_id=board_id)
-            pages: dict[str, RecordList[Card]] = {}
-            totals: dict[str, int] = {}
-            for status in column_statuses(stats.by_status):
-                count = stats.by_status.get(status, 0)  # archived cards included
-                if count == 0:
-                    continue
-                page = await self.list(board_id=board_id, status=status, archived=False, limit=limit)
-                total = len(page)
-                if total == limit and stats.archived:
-                    total = count - await self._count_cards(board_id, status, archived=True)
-                elif total == limit:
-                    total = count
-                pages[status], totals[status] = page, total
-            if (await self.change_revision()).revision == revision:
-                break
-        return BoardView.build(board_id, pages, totals, limit_per_status=limit, at_ms=self.now_ms())
+        return BoardView._from(await self._n.kanban(_IS_ASYNC, board_id, limit))
 
-    async def _count_cards(self, board_id: str | None, status: str, *, archived: bool) -> int:
-        """Cards of one status (and archived flag), counted page by page."""
-        counted, page_size = 0, 1000
-        while True:
-            got = len(await self.list(board_id=board_id, status=status, archived=archived, limit=page_size, offset=counted))
-            counted += got
-            if got < page_size:
-                return counted
-
-    # -- 2b: notifications (durable event log with cursors) and planning --
+    # -- notifications (durable event log with cursors) and planning --
 
     async def subscribe_notifications(
         self,
@@ -676,7 +646,7 @@ class AsyncWorkboard:
         raw = await self._n.decompose(_IS_ASYNC, card_id, fields, _scope(owner_id, token), now_ms)
         return Decomposition._from(raw)
 
-    # -- 2a: hand-offs, operator recovery, dispatch, diagnostics, worker context --
+    # -- hand-offs, operator recovery, dispatch, diagnostics, worker context --
 
     async def complete(
         self,
@@ -812,7 +782,7 @@ class AsyncWorkboard:
         board, its automation and its active diagnostics."""
         return str(await self._n.build_worker_context(_IS_ASYNC, card_id, now_ms))
 
-    # -- 3a: run cards on the worker pool --
+    # -- run cards on the worker pool --
 
     async def dispatch_to_queue(
         self,

@@ -1,14 +1,13 @@
 """``BoardView``: a workboard as kanban columns, for notebooks.
 
-Built by ``Workboard.kanban`` from ``stats`` and ``list``: one column per card
-status in the workboard's status order (``CARD_STATUSES``, the core's list
-order; statuses the core adds later follow, sorted), each holding the first
-``limit_per_status`` unarchived cards in board order and the column's total.
+Built by ``Workboard.kanban`` from one read of the core: one column per card
+status in the workboard's status order (``CARD_STATUSES``), each holding the
+first ``limit_per_status`` unarchived cards in board order and the column's total.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -19,7 +18,7 @@ from ._types import _Record
 from ._workboard_types import Card
 from .errors import NotFoundError, ValidationError
 
-__all__ = ["CARD_STATUSES", "BoardColumn", "BoardView", "MAX_LIMIT_PER_STATUS", "check_limit_per_status", "column_statuses"]
+__all__ = ["CARD_STATUSES", "BoardColumn", "BoardView", "MAX_LIMIT_PER_STATUS", "check_limit_per_status"]
 
 #: Card statuses in the workboard's list order (kanban columns left to right).
 CARD_STATUSES: tuple[str, ...] = (
@@ -37,11 +36,6 @@ def check_limit_per_status(value: Any) -> int:
             f"limit_per_status must be an integer within 1..={MAX_LIMIT_PER_STATUS}, got {value!r}"
         )
     return value
-
-
-def column_statuses(by_status: Mapping[str, int]) -> list[str]:
-    """Every known status in order, then any other status ``by_status`` names, sorted."""
-    return [*CARD_STATUSES, *sorted(s for s in by_status if s not in CARD_STATUSES)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,25 +70,6 @@ class BoardView(_Record):
     columns: RecordList[BoardColumn]
     limit_per_status: int
     at_ms: int
-
-    @classmethod
-    def build(
-        cls,
-        board_id: str | None,
-        pages: Mapping[str, Sequence[Card]],
-        totals: Mapping[str, int],
-        *,
-        limit_per_status: int,
-        at_ms: int,
-    ) -> BoardView:
-        """A view from each status's first page of cards and its total (statuses
-        missing from ``pages`` are empty columns)."""
-        statuses = column_statuses({**totals, **{s: len(p) for s, p in pages.items()}})
-        columns = [
-            BoardColumn(s, max(totals.get(s, 0), len(pages.get(s, ()))), RecordList(pages.get(s, ()), Card))
-            for s in statuses
-        ]
-        return cls(board_id, RecordList(columns, BoardColumn), limit_per_status, at_ms)
 
     @property
     def total(self) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from . import _guard, _native
 from ._area import _KEEP
-from ._board_view import BoardView, check_limit_per_status, column_statuses
+from ._board_view import BoardView, check_limit_per_status
 from ._record_list import RecordList
 from ._workboard_types import AttachmentContent, BoardStats, BoardSummary, Card, CardAttachments, CardClaim, CardExport, CardRuns, ChangeRevision, Decomposition, DiagnosticsReport, DispatchResult, NotificationEvents, NotificationSubscription, PromotedCards, QueueDispatchResult, WorkboardBoard, cards_html
 _IS_ASYNC = False
@@ -248,41 +248,11 @@ class Workboard:
     def kanban(self, board_id: str | None=None, *, limit_per_status: int=50) -> BoardView:
         """The board (every board when ``board_id`` is ``None``) as kanban columns: one per
         status in the workboard's order, each with its first ``limit_per_status`` (1..1000)
-        unarchived cards in board order and its total. Renders as columns side by side in
-        Jupyter; ``to_pandas()`` gives one row per card shown.
-
-        Read with ``stats`` and one ``list`` per non-empty status; if another writer
-        commits meanwhile (``change_revision`` moved) the read is repeated, up to three
-        times, so columns and totals normally come from one state of the board."""
+        unarchived cards in board order and its total of unarchived cards, all read in one
+        transaction. Renders as columns side by side in Jupyter; ``to_pandas()`` gives one
+        row per card shown."""
         limit = check_limit_per_status(limit_per_status)
-        for _attempt in range(3):
-            revision = self.change_revision().revision
-            stats = self.stats(board_id=board_id)
-            pages: dict[str, RecordList[Card]] = {}
-            totals: dict[str, int] = {}
-            for status in column_statuses(stats.by_status):
-                count = stats.by_status.get(status, 0)
-                if count == 0:
-                    continue
-                page = self.list(board_id=board_id, status=status, archived=False, limit=limit)
-                total = len(page)
-                if total == limit and stats.archived:
-                    total = count - self._count_cards(board_id, status, archived=True)
-                elif total == limit:
-                    total = count
-                pages[status], totals[status] = (page, total)
-            if self.change_revision().revision == revision:
-                break
-        return BoardView.build(board_id, pages, totals, limit_per_status=limit, at_ms=self.now_ms())
-
-    def _count_cards(self, board_id: str | None, status: str, *, archived: bool) -> int:
-        """Cards of one status (and archived flag), counted page by page."""
-        counted, page_size = (0, 1000)
-        while True:
-            got = len(self.list(board_id=board_id, status=status, archived=archived, limit=page_size, offset=counted))
-            counted += got
-            if got < page_size:
-                return counted
+        return BoardView._from(self._n.kanban(_IS_ASYNC, board_id, limit))
 
     def subscribe_notifications(self, *, board_id: str | None=None, card_id: str | None=None, session_key: str | None=None, run_id: str | None=None, target: str | None=None, event_kinds: Sequence[str] | str | None=None, subscription_id: str | None=None, now_ms: int | None=None) -> NotificationSubscription:
         """Subscribe to the notification log of a board (default ``"default"``), a card

@@ -536,4 +536,19 @@ impl NativeWorkboard {
         let w = self.core.clone();
         dispatch(py, is_async, move || w.stats(board_id.as_deref(), now_ms))
     }
+
+    #[pyo3(signature = (is_async, board_id, limit_per_status, now_ms = None))]
+    fn kanban(
+        &self,
+        py: Python<'_>,
+        is_async: bool,
+        board_id: Option<String>,
+        limit_per_status: i64,
+        now_ms: Option<i64>,
+    ) -> PyResult<Py<PyAny>> {
+        let w = self.core.clone();
+        dispatch(py, is_async, move || {
+            w.kanban(board_id.as_deref(), limit_per_status, now_ms)
+        })
+    }
 }

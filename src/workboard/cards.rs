@@ -465,6 +465,14 @@ pub(crate) fn create_in(tx: &Tx, input: &Input, now: i64) -> Result<Card> {
     Ok(card)
 }
 
+/// One page of cards for an already normalized `q`, inside `tx`.
+pub(crate) fn page_in(tx: &Tx, q: &ListQuery) -> Result<Vec<Card>> {
+    let (sql, args) = page_sql(q);
+    let boxed = sql_args(&args);
+    let refs: Vec<&dyn rusqlite::ToSql> = boxed.iter().map(|b| b.as_ref()).collect();
+    persist::load_many(tx, &sql, refs.as_slice())
+}
+
 fn page_sql(q: &ListQuery) -> (String, Vec<Value>) {
     let mut clauses: Vec<String> = Vec::new();
     let mut args: Vec<Value> = Vec::new();
@@ -545,12 +553,7 @@ impl Workboard {
                 return Err(Error::validation(format!("{label} must be >= 0.")));
             }
         }
-        let (sql, args) = page_sql(&q);
-        self.store.read(|tx| {
-            let boxed = sql_args(&args);
-            let refs: Vec<&dyn rusqlite::ToSql> = boxed.iter().map(|b| b.as_ref()).collect();
-            persist::load_many(tx, &sql, refs.as_slice())
-        })
+        self.store.read(|tx| page_in(tx, &q))
     }
 
     /// Update a card (the seed's `update`; status holds enforced when a status is given).

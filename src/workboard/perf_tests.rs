@@ -180,3 +180,39 @@ fn open_parents_follow_parents_finishing_reopening_and_disappearing() {
     assert_eq!(w.promote_ready(None).unwrap().cards[0].id, child.id);
     assert_open_parents_exact(&w);
 }
+
+#[test]
+fn kanban_columns_follow_status_order_and_leave_archived_cards_out() {
+    let w = wb();
+    for i in 0..3 {
+        w.create(
+            &obj(json!({"title": format!("t{i}"), "board_id": "ops"})),
+            None,
+        )
+        .unwrap();
+    }
+    let gone = w
+        .create(
+            &obj(json!({"title": "old", "board_id": "ops", "status": "done"})),
+            None,
+        )
+        .unwrap();
+    w.create(&obj(json!({"title": "elsewhere", "board_id": "dev"})), None)
+        .unwrap();
+    w.archive(&gone.id, true, None).unwrap();
+    let k = w.kanban(Some("ops"), 2, None).unwrap();
+    let statuses: Vec<&str> = k.columns.iter().map(|c| c.status.as_str()).collect();
+    assert_eq!(statuses, super::model::STATUSES);
+    let todo = k.columns.iter().find(|c| c.status == "todo").unwrap();
+    assert_eq!((todo.total, todo.cards.len()), (3, 2));
+    assert!(todo.cards.iter().all(|c| c.board_id() == "ops"));
+    let done = k.columns.iter().find(|c| c.status == "done").unwrap();
+    assert_eq!((done.total, done.cards.len()), (0, 0));
+    assert_eq!(w.kanban(None, 10, None).unwrap().columns[2].total, 4);
+    for bad in [0, 1001] {
+        assert!(matches!(
+            w.kanban(Some("ops"), bad, None),
+            Err(crate::error::Error::Validation(_))
+        ));
+    }
+}
