@@ -9,13 +9,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from .._board_view import CARD_STATUSES as STATUSES
 from ..errors import NotFoundError
 from ._common import EXIT_OK, Output, cell, fmt_age, fmt_ms, kv_table, open_workboard, positive_int, rows_table
 
-__all__ = ["register", "STATUSES", "PRIORITIES"]
+__all__ = ["register", "PRIORITIES"]
 
-#: Card statuses in board order (the columns of ``board show``).
-STATUSES = ("triage", "backlog", "todo", "scheduled", "ready", "running", "review", "blocked", "done")
 #: Card priorities, lowest first.
 PRIORITIES = ("low", "normal", "high", "urgent")
 
@@ -60,30 +59,32 @@ def _order(status: str) -> int:
 
 
 def _cmd_show(args: argparse.Namespace, out: Output) -> int:
-    """A board's cards in columns by status."""
+    """A board's unarchived cards in columns by status (``Workboard.kanban``)."""
     wb = open_workboard(args)
     summary = next((b for b in wb.list_boards() if b.id == args.board_id), None)
     if summary is None:
         raise NotFoundError(f"board {args.board_id!r} not found")
-    cards = wb.list(board_id=args.board_id, archived=None if args.archived else False)
-    columns: dict[str, list[Any]] = {s: [] for s in STATUSES}
-    for card in cards:
-        columns.setdefault(card.status, []).append(card)
+    view = wb.kanban(args.board_id, limit_per_status=args.limit)
 
     def render(console: Console) -> None:
-        table = Table(title=f"board {args.board_id} ({len(cards)} cards)", title_justify="left")
+        table = Table(title=f"board {args.board_id} ({view.total} cards)", title_justify="left")
         for name in ("status", "card", "title", "priority", "labels", "agent", "claimed by"):
             table.add_column(name)
-        for status, column in columns.items():
-            for i, card in enumerate(column):
+        for column in view.columns:
+            for i, card in enumerate(column.cards):
+                more = f", {column.more} more" if column.more else ""
                 table.add_row(
-                    cell(f"{status} ({len(column)})" if i == 0 else ""), cell(card.id), cell(card.title),
+                    cell(f"{column.status} ({column.total}{more})" if i == 0 else ""), cell(card.id), cell(card.title),
                     cell(card.priority), cell(card.labels), cell(card.agent_id),
-                    cell((card.claim or {}).get("owner_id")), end_section=i == len(column) - 1,
+                    cell(card.claim_owner), end_section=i == len(column.cards) - 1,
                 )
         console.print(table)
 
-    data = {"board": summary.to_dict(), "columns": {s: [c.to_dict() for c in column] for s, column in columns.items()}}
+    data = {
+        "board": summary.to_dict(),
+        "columns": {c.status: [card.to_dict() for card in c.cards] for c in view.columns},
+        "totals": {c.status: c.total for c in view.columns},
+    }
     out.emit(data, render)
     return EXIT_OK
 
@@ -158,9 +159,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     listing.set_defaults(run=_cmd_list)
 
     show = b_sub.add_parser("show", parents=[common], help="a board's cards by status",
-                            description="A board's cards in status columns (board order).")
+                            description="A board's unarchived cards in status columns (board order), at most "
+                                        "--limit per status, with each column's total.")
     show.add_argument("board_id", metavar="BOARD")
-    show.add_argument("--archived", action="store_true", help="include archived cards")
+    show.add_argument("--limit", type=positive_int, default=50, metavar="N",
+                      help="cards shown per status, 1..1000 (default 50)")
     show.set_defaults(run=_cmd_show)
 
     create = b_sub.add_parser("create", parents=[common], help="create a card",
