@@ -64,8 +64,8 @@ fn with_attachment_locations(f: &Factory, payload: &mut Value) -> Result<()> {
 fn build(f: &Factory, tx: &Tx, key: i64, workspace_id: &str) -> Result<Option<HydrationBundle>> {
     let row: Option<(i64, String, String, String, Option<i64>)> = tx
         .prepare_cached(
-            "SELECT m.conversation_ref, c.conversation_id, m.agent_key, m.payload, m.lease_expires_at
-             FROM messages m JOIN conversations c ON c.id = m.conversation_ref WHERE m.id = ?1 AND m.status = 'processing'",
+            "SELECT m.conversation_ref, c.conversation_id, m.agent_key, m.payload, c.lock_expires_at
+             FROM messages m JOIN conversations c ON c.id = m.conversation_ref WHERE m.id = ?1 AND c.lock_message = m.id",
         )?
         .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
         .optional()?;

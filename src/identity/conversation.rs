@@ -64,34 +64,37 @@ fn status_filter(statuses: Option<&[String]>) -> Result<[bool; 4]> {
 }
 
 /// Up to `limit` items of one conversation with a wanted status, newest
-/// scheduled first. Pending items come from the index range of queued rows
-/// (ordered by `scheduled_for`), the rest from the finished / in-flight range
-/// (ordered by enqueue), each walked only until `limit` matches are found.
+/// scheduled first. Queued and in-flight items come from the index range of
+/// pending rows (ordered by `scheduled_for`), finished ones from the finished
+/// range (ordered by enqueue), each walked only until `limit` matches are found.
 fn items_in(tx: &Tx, conversation_id: &str, want: [bool; 4], limit: i64) -> Result<Vec<JobView>> {
     let Some(conv) = conversations::find(tx, conversation_id)? else {
         return Ok(Vec::new());
     };
     let mut rows: Vec<(JobView, String)> = Vec::new();
-    if want[0] {
+    // The pending range holds the queued messages and the one in flight (its row
+    // stays `queued`; the conversation lock marks it).
+    if want[0] || want[1] {
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_ref
              WHERE m.conversation_ref = ?1 AND m.pending_rank = 0
+               AND ((?3 AND c.lock_message IS NOT m.id) OR (?4 AND c.lock_message = m.id))
              ORDER BY m.order_key DESC, m.id DESC LIMIT ?2"
         );
         let mut stmt = tx.prepare_cached(&sql)?;
-        for row in stmt.query_map(params![conv.id, limit], job_from_row)? {
+        for row in stmt.query_map(params![conv.id, limit, want[0], want[1]], job_from_row)? {
             rows.push(row?);
         }
     }
-    if want[1] || want[2] || want[3] {
+    if want[2] || want[3] {
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_ref
              WHERE m.conversation_ref = ?1 AND m.pending_rank = 1
-               AND ((?3 AND m.status = 'processing') OR (?4 AND m.status = 'done') OR (?5 AND m.status = 'dead_letter'))
+               AND ((?3 AND m.status = 'done') OR (?4 AND m.status = 'dead_letter'))
              ORDER BY m.order_key DESC, m.id DESC LIMIT ?2"
         );
         let mut stmt = tx.prepare_cached(&sql)?;
-        let p = params![conv.id, limit, want[1], want[2], want[3]];
+        let p = params![conv.id, limit, want[2], want[3]];
         for row in stmt.query_map(p, job_from_row)? {
             rows.push(row?);
         }

@@ -307,9 +307,11 @@ fn lookups_and_listings_read_indexes_without_sorting() {
                 "SELECT 1 FROM identity_bindings WHERE consumer_user_id = 'u' AND agent_key = 'a' ORDER BY bound_at DESC, id DESC LIMIT 1",
                 "SELECT code FROM pairing_codes WHERE consumer_user_id = 'u' AND agent_key = 'a' AND status = 'pending' ORDER BY created_at DESC, id DESC LIMIT 1",
                 "SELECT code FROM pairing_codes WHERE consumer_user_id = 'u' AND agent_key = 'a' ORDER BY created_at DESC, id DESC LIMIT 1",
-                "SELECT m.payload FROM messages m WHERE m.conversation_ref = 1 AND m.pending_rank = 0 ORDER BY m.order_key DESC, m.id DESC LIMIT 5",
+                "SELECT m.payload FROM messages m JOIN conversations c ON c.id = m.conversation_ref
+                 WHERE m.conversation_ref = 1 AND m.pending_rank = 0 AND ((1 AND c.lock_message IS NOT m.id) OR (0 AND c.lock_message = m.id))
+                 ORDER BY m.order_key DESC, m.id DESC LIMIT 5",
                 "SELECT m.payload FROM messages m WHERE m.conversation_ref = 1 AND m.pending_rank = 1
-                   AND ((0 AND m.status = 'processing') OR (0 AND m.status = 'done') OR (1 AND m.status = 'dead_letter'))
+                   AND ((0 AND m.status = 'done') OR (1 AND m.status = 'dead_letter'))
                  ORDER BY m.order_key DESC, m.id DESC LIMIT 5",
             ] {
                 let mut stmt = tx.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;

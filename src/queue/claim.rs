@@ -2,8 +2,12 @@
 //!
 //! One transaction: recover a few expired leases, promote due conversations,
 //! then pick one ready conversation head through the `conversations_sched`
-//! partial index (its ready range) (so the cost does not grow with finished messages or with the
-//! backlog of busy conversations) and lease it.
+//! partial index (its ready range), so the cost does not grow with finished
+//! messages or with the backlog of busy conversations, and lease it.
+//!
+//! The lease is written on the conversation row only (`lock_*`): the message row
+//! stays `queued` until it is settled, and readers report it as `processing`
+//! while the lock names it (see [`super::conversations`]).
 //!
 //! Rules: only `active` workers claim; a worker with an assignment (sticky owner
 //! or pre-assigned by the scheduler) claims only that conversation; a
@@ -38,10 +42,14 @@ pub struct ClaimOptions {
     pub mode: Option<WorkerMode>,
 }
 
+/// The conversation head a claim locked, with what the claim returns of it.
 struct Candidate {
     conversation_id: String,
     agent_key: String,
     message: i64,
+    priority: i64,
+    payload: String,
+    attempts: i64,
 }
 
 const NOT_OWNED_ELSEWHERE: &str = "NOT EXISTS (SELECT 1 FROM workers o
@@ -62,7 +70,8 @@ struct Target<'a> {
 
 /// Pick the next claimable conversation head and lock it for `worker_id`, in
 /// one statement: the pick is the subquery of the `UPDATE`, so the scheduling
-/// index is walked once and the row is written in the same step.
+/// index is walked once and the row is written in the same step. The message
+/// row is only read (the lock is the whole record of the delivery).
 fn pick_and_lock(
     tx: &Tx,
     worker_id: &str,
@@ -76,6 +85,9 @@ fn pick_and_lock(
             conversation_id: r.get(0)?,
             agent_key: r.get(1)?,
             message: r.get(2)?,
+            priority: r.get(3)?,
+            payload: r.get(4)?,
+            attempts: r.get(5)?,
         })
     };
     let filter = match target {
@@ -92,7 +104,8 @@ fn pick_and_lock(
            lock_expires_at = ?5, lock_heartbeat_at = ?1
          WHERE id = (SELECT c.id FROM conversations c
                      WHERE {filter} AND c.head_ready_at <= ?1 AND {NOT_OWNED_ELSEWHERE} {order} LIMIT 1)
-         RETURNING conversation_id, agent_key, head_message"
+         RETURNING conversation_id, agent_key, head_message, head_priority,
+           (SELECT payload FROM messages WHERE id = head_message), (SELECT attempts FROM messages WHERE id = head_message)"
     );
     let mut stmt = tx.prepare_cached(&sql)?;
     let found = match target {
@@ -214,12 +227,6 @@ pub(crate) fn claim_in(
         Some(w) => w,
         None => register_or_load(tx, worker_id, opts.mode.unwrap_or(WorkerMode::Sticky), now)?,
     };
-    let (payload, attempts, priority): (String, i64, i64) = tx
-        .prepare_cached(
-            "UPDATE messages SET status = 'processing', claimed_by = ?2, lease_id = ?3, lease_expires_at = ?4, claimed_at = ?5
-             WHERE id = ?1 AND status = 'queued' RETURNING payload, attempts, priority",
-        )?
-        .query_row(params![c.message, worker_id, lease_id, expires, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     let keeps_assignment = worker.mode == WorkerMode::Sticky || worker.assignment.is_some();
     if !bookkeeping_is_fresh(&worker, keeps_assignment, released, now) {
         let assignment = keeps_assignment.then(|| Assignment {
@@ -257,9 +264,9 @@ pub(crate) fn claim_in(
         worker_id: worker_id.to_string(),
         lease_id,
         lease_expires_at: expires,
-        attempt: attempts + 1,
-        priority,
-        payload: serde_json::from_str(&payload)?,
+        attempt: c.attempts + 1,
+        priority: c.priority,
+        payload: serde_json::from_str(&c.payload)?,
     }))
 }
 

@@ -5,9 +5,14 @@
 //! - the head is the pending (`queued`) message with the smallest
 //!   `(scheduled_for, id)`; a retried message keeps its place, so order within a
 //!   conversation is strict FIFO also after failures;
-//! - `state` is `busy` exactly while one of its messages is `processing` (lock_*
+//! - `state` is `busy` exactly while one of its messages is in flight (lock_*
 //!   set); otherwise `ready`/`waiting` when a head exists (due / not yet due) or
-//!   `idle`. [`refresh_head`] is the one place that recomputes it.
+//!   `idle`. [`refresh_head`] is the one place that recomputes it;
+//! - the lock is the only record of a delivery: the locked message (always the
+//!   head) keeps `status = 'queued'` in its row until it is settled, and every
+//!   reader derives `processing` from `lock_message` (`c.lock_message = m.id`). So a claim
+//!   writes one row, and a message's `messages_conversation` entry moves once,
+//!   when it is settled.
 
 use rusqlite::{params, OptionalExtension};
 

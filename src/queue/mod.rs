@@ -1,7 +1,8 @@
 //! The durable per-conversation queue.
 //!
 //! Guarantees (each enforced by one transaction per operation):
-//! - at most one message per conversation is `processing`;
+//! - at most one message per conversation is `processing` (held by the
+//!   conversation's lock, see [`conversations`]);
 //! - within a conversation, messages are delivered in `(scheduled_for, enqueue
 //!   order)`, also after retries and lease recovery;
 //! - across conversations, the ready head with the highest priority, then the

@@ -43,11 +43,11 @@ pub(crate) fn release_expired_in(
     limit: i64,
 ) -> Result<ReleaseOutcome> {
     let mut stmt = tx.prepare_cached(
-        "SELECT m.id, c.id, c.conversation_id, m.claimed_by, m.attempts, m.max_attempts
+        "SELECT m.id, c.id, c.conversation_id, c.lock_worker_id, m.attempts, m.max_attempts
          FROM conversations c JOIN messages m ON m.id = c.lock_message
-         WHERE c.state = 'busy' AND c.sched_k1 <= ?1 AND m.status = 'processing' ORDER BY c.sched_k1 LIMIT ?2",
+         WHERE c.state = 'busy' AND c.sched_k1 <= ?1 ORDER BY c.sched_k1 LIMIT ?2",
     )?;
-    type Expired = (i64, i64, String, Option<String>, i64, i64);
+    type Expired = (i64, i64, String, String, i64, i64);
     let expired: Vec<Expired> = stmt
         .query_map(params![now, limit], |r| {
             Ok((
@@ -62,8 +62,8 @@ pub(crate) fn release_expired_in(
         .collect::<rusqlite::Result<_>>()?;
     drop(stmt);
     let mut out = ReleaseOutcome::default();
-    for (key, conv_ref, conversation_id, claimed_by, attempts, max_attempts) in expired {
-        let outcome = retry_or_bury(tx, cfg, key, attempts, max_attempts, LEASE_EXPIRED, now)?;
+    for (key, conv_ref, conversation_id, worker, attempts, max_attempts) in expired {
+        let outcome = retry_or_bury(tx, cfg, key, &worker, attempts, max_attempts, LEASE_EXPIRED, now)?;
         metrics::incr(Counter::LeasesRecovered);
         metrics::event(log::Level::Warn, target::QUEUE, || {
             let next = if outcome.requeued {
@@ -74,23 +74,21 @@ pub(crate) fn release_expired_in(
             format!(
                 "lease of message {} expired (worker {}, conversation {conversation_id}): {next}",
                 crate::ids::message_id(key),
-                claimed_by.as_deref().unwrap_or("-")
+                worker
             )
         });
         out.requeued += i64::from(outcome.requeued);
         out.dead_lettered += i64::from(outcome.dead_lettered);
         out.unlocked += 1;
         conversations::refresh_head(tx, conv_ref, now)?;
-        if let Some(worker) = claimed_by {
-            workers::release_load(
-                tx,
-                &worker,
-                now,
-                cfg.scaling.idle_timeout_ms,
-                false,
-                Some(&conversation_id),
-            )?;
-        }
+        workers::release_load(
+            tx,
+            &worker,
+            now,
+            cfg.scaling.idle_timeout_ms,
+            false,
+            Some(&conversation_id),
+        )?;
     }
     Ok(out)
 }

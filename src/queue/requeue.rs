@@ -43,8 +43,7 @@ impl Factory {
             crate::agents::require_enabled(tx, &agent_key)?;
             tx.prepare_cached(
                 "UPDATE messages SET status = 'queued', attempts = 0, scheduled_for = ?2, ready_at = ?2,
-                   next_retry_at = NULL, dead_lettered_at = NULL, finished_at = NULL, claimed_by = NULL,
-                   lease_id = NULL, lease_expires_at = NULL
+                   next_retry_at = NULL, dead_lettered_at = NULL, finished_at = NULL, claimed_by = NULL
                  WHERE id = ?1",
             )?
             .execute(params![key, now])?;

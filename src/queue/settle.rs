@@ -1,7 +1,7 @@
 //! `heartbeat`, `complete` and `fail`: every call is fenced by the lease id.
 //!
-//! A call whose `(message, worker, lease)` no longer matches a `processing`
-//! message changes nothing and reports `false` (an unknown message id is a
+//! A call whose `(message, worker, lease)` no longer matches the lock of the
+//! message's conversation changes nothing and reports `false` (an unknown message id is a
 //! `NotFound` error instead). A lease that has expired cannot be extended, but
 //! its holder may still complete or fail it until recovery hands it to
 //! someone else; after that the old lease id no longer matches.
@@ -52,9 +52,9 @@ pub(crate) fn held(
     let key = ids::parse_message_id(message_id)?;
     let row = tx
         .prepare_cached(
-            "SELECT m.conversation_ref, c.conversation_id, c.agent_key, m.attempts, m.max_attempts, m.lease_expires_at
+            "SELECT m.conversation_ref, c.conversation_id, c.agent_key, m.attempts, m.max_attempts, c.lock_expires_at
              FROM messages m JOIN conversations c ON c.id = m.conversation_ref
-             WHERE m.id = ?1 AND m.status = 'processing' AND m.lease_id = ?2 AND m.claimed_by = ?3",
+             WHERE m.id = ?1 AND c.lock_message = m.id AND c.lock_lease_id = ?2 AND c.lock_worker_id = ?3",
         )?
         .query_row(params![key, lease_id, worker_id], |r| {
             Ok(Held {
@@ -89,11 +89,14 @@ fn check(worker_id: &str, lease_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Requeue with backoff or dead-letter a message that was `processing`.
+/// Requeue with backoff or dead-letter a message that was in flight with `worker`.
+/// The caller releases the conversation lock ([`conversations::refresh_head`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn retry_or_bury(
     tx: &Tx,
     cfg: &Config,
     key: i64,
+    worker: &str,
     attempts: i64,
     max_attempts: i64,
     error: &str,
@@ -104,9 +107,9 @@ pub(crate) fn retry_or_bury(
     if attempts >= max_attempts {
         tx.prepare_cached(
             "UPDATE messages SET status = 'dead_letter', attempts = ?2, last_error = ?3, dead_lettered_at = ?4,
-               finished_at = ?4, next_retry_at = NULL, lease_id = NULL, lease_expires_at = NULL WHERE id = ?1",
+               finished_at = ?4, next_retry_at = NULL, claimed_by = ?5 WHERE id = ?1",
         )?
-        .execute(params![key, attempts, error, now])?;
+        .execute(params![key, attempts, error, now, worker])?;
         crate::workboard::pool_bridge::on_message_failed(tx, key, true, &error, now)?;
         metrics::incr(Counter::MessagesDeadLettered);
         metrics::event(log::Level::Warn, target::QUEUE, || {
@@ -123,10 +126,10 @@ pub(crate) fn retry_or_bury(
     }
     let retry_at = now + cfg.retry.retry_delay_ms(attempts, now);
     tx.prepare_cached(
-        "UPDATE messages SET status = 'queued', attempts = ?2, last_error = ?3, next_retry_at = ?4,
-           ready_at = max(scheduled_for, ?4), lease_id = NULL, lease_expires_at = NULL WHERE id = ?1",
+        "UPDATE messages SET attempts = ?2, last_error = ?3, next_retry_at = ?4, ready_at = max(scheduled_for, ?4),
+           claimed_by = ?5 WHERE id = ?1",
     )?
-    .execute(params![key, attempts, error, retry_at])?;
+    .execute(params![key, attempts, error, retry_at, worker])?;
     crate::workboard::pool_bridge::on_message_failed(tx, key, false, &error, now)?;
     Ok(FailOutcome {
         requeued: true,
@@ -151,9 +154,10 @@ fn finish_message(
     // message (see `workboard::pool_bridge`) from the rest without parsing JSON.
     let done: Option<(i64, bool)> = tx
         .prepare_cached(
-            "UPDATE messages SET status = 'done', finished_at = ?4, lease_id = NULL, lease_expires_at = NULL,
-               last_error = NULL, next_retry_at = NULL
-             WHERE id = ?1 AND status = 'processing' AND lease_id = ?2 AND claimed_by = ?3
+            "UPDATE messages SET status = 'done', finished_at = ?4, claimed_by = ?3, last_error = NULL, next_retry_at = NULL
+             WHERE id = ?1 AND status = 'queued'
+               AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_ref
+                             AND c.lock_message = ?1 AND c.lock_lease_id = ?2 AND c.lock_worker_id = ?3)
              RETURNING conversation_ref, instr(payload, '\"workboardCardId\"') > 0",
         )?
         .query_row(params![key, lease_id, worker_id, now], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -204,7 +208,6 @@ impl Factory {
                 return Ok(false);
             }
             let expires = now + cfg.lease.lease_ms;
-            tx.prepare_cached("UPDATE messages SET lease_expires_at = ?2 WHERE id = ?1")?.execute(params![h.key, expires])?;
             tx.prepare_cached(
                 "UPDATE conversations SET lock_expires_at = ?2, lock_heartbeat_at = ?3 WHERE id = ?1 AND lock_lease_id = ?4",
             )?
@@ -291,7 +294,7 @@ impl Factory {
             |tx, cfg, h, now| {
                 metrics::incr(Counter::MessagesFailed);
                 let outcome =
-                    retry_or_bury(tx, cfg, h.key, h.attempts, h.max_attempts, error, now)?;
+                    retry_or_bury(tx, cfg, h.key, worker_id, h.attempts, h.max_attempts, error, now)?;
                 conversations::refresh_head(tx, h.conv_ref, now)?;
                 workers::release_load(tx, worker_id, now, cfg.scaling.idle_timeout_ms, true, None)?;
                 Ok(outcome)

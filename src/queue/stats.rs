@@ -100,9 +100,13 @@ pub struct ConversationView {
     pub last_assistant_message_at: Option<i64>,
 }
 
-/// Columns of a [`JobView`] over `messages m JOIN conversations c`.
-pub(crate) const JOB_COLUMNS: &str = "m.id, c.conversation_id, m.agent_key, m.status, m.priority, m.scheduled_for, m.next_retry_at, \
-    m.attempts, m.max_attempts, m.last_error, m.claimed_by, m.lease_expires_at, m.created_at, m.finished_at, m.payload";
+/// Columns of a [`JobView`] over `messages m JOIN conversations c`. A message
+/// in flight reads its status, holder and lease end from the conversation lock
+/// (its own row still says `queued`, see [`conversations`]).
+pub(crate) const JOB_COLUMNS: &str = "m.id, c.conversation_id, m.agent_key, \
+    CASE WHEN c.lock_message = m.id THEN 'processing' ELSE m.status END, m.priority, m.scheduled_for, m.next_retry_at, \
+    m.attempts, m.max_attempts, m.last_error, CASE WHEN c.lock_message = m.id THEN c.lock_worker_id ELSE m.claimed_by END, \
+    CASE WHEN c.lock_message = m.id THEN c.lock_expires_at END, m.created_at, m.finished_at, m.payload";
 
 /// A [`JobView`] from [`JOB_COLUMNS`], with its raw payload (parsed by [`collect_jobs`]).
 pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<(JobView, String)> {
@@ -191,7 +195,7 @@ impl Factory {
                 "SELECT coalesce(sum(m.ready_at <= ?1), 0), coalesce(sum(m.ready_at > ?1), 0),
                         min(CASE WHEN m.ready_at <= ?1 THEN m.ready_at END)
                  FROM conversations c JOIN messages m ON m.conversation_ref = c.id AND m.pending_rank = 0
-                 WHERE c.sched_k1 IS NOT NULL",
+                 WHERE c.sched_k1 IS NOT NULL AND m.id IS NOT c.lock_message",
                 [now],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
@@ -213,17 +217,19 @@ impl Factory {
         // conversations; finished ones from the newest row back.
         let source = match status {
             "queued" => "FROM conversations c JOIN messages m ON m.conversation_ref = c.id AND m.pending_rank = 0
-                         WHERE c.sched_k1 IS NOT NULL AND m.status = ?1 ORDER BY m.scheduled_for, m.id",
+                         WHERE c.sched_k1 IS NOT NULL AND m.id IS NOT c.lock_message ORDER BY m.scheduled_for, m.id",
             "processing" => "FROM conversations c JOIN messages m ON m.id = c.lock_message
-                             WHERE c.state = 'busy' AND c.sched_k1 IS NOT NULL AND m.status = ?1 ORDER BY m.scheduled_for, m.id",
-            _ => "FROM messages m JOIN conversations c ON c.id = m.conversation_ref WHERE m.status = ?1 ORDER BY m.id DESC",
+                             WHERE c.state = 'busy' AND c.sched_k1 IS NOT NULL ORDER BY m.scheduled_for, m.id",
+            _ => "FROM messages m JOIN conversations c ON c.id = m.conversation_ref WHERE m.status = ?2 ORDER BY m.id DESC",
         };
         self.store.read(|tx| {
-            let sql = format!("SELECT {JOB_COLUMNS} {source} LIMIT ?2");
-            let rows = tx
-                .prepare_cached(&sql)?
-                .query_map(params![status, limit], job_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let sql = format!("SELECT {JOB_COLUMNS} {source} LIMIT ?1");
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let rows = if matches!(status, "queued" | "processing") {
+                stmt.query_map(params![limit], job_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?
+            } else {
+                stmt.query_map(params![limit, status], job_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?
+            };
             collect_jobs(rows)
         })
     }

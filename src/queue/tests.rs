@@ -252,7 +252,7 @@ fn hot_queries_read_indexes_without_sorting() {
     let plan = query_plan(
         &f,
         "SELECT m.id FROM conversations c JOIN messages m ON m.id = c.lock_message
-         WHERE c.state = 'busy' AND c.sched_k1 <= 0 AND m.status = 'processing' ORDER BY c.sched_k1 LIMIT 5",
+         WHERE c.state = 'busy' AND c.sched_k1 <= 0 ORDER BY c.sched_k1 LIMIT 5",
     );
     assert!(
         plan.contains("USING INDEX conversations_sched (state=? AND sched_k1<?)"),
@@ -312,4 +312,53 @@ fn requeue_puts_a_dead_letter_behind_waiting_messages_with_fresh_attempts() {
         })
         .collect();
     assert_eq!(order, ["later", "poison"]);
+}
+
+#[test]
+fn a_claim_writes_only_the_lock_and_readers_report_the_message_in_flight() {
+    let f = factory();
+    let first = f.enqueue(&req("c", "m1", None), Some(T0)).unwrap();
+    let second = f.enqueue(&req("c", "m2", None), Some(T0 + 1)).unwrap();
+    let c = f.claim("w", &pooled(), Some(T0 + 5)).unwrap().unwrap();
+    assert_eq!(c.message_id, first);
+    let raw: (String, Option<String>) = f
+        .store
+        .read(|tx| {
+            Ok(tx.query_row(
+                "SELECT status, claimed_by FROM messages WHERE id = ?1",
+                [crate::ids::parse_message_id(&first)?],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(raw, ("queued".to_string(), None), "the claim leaves the message row alone");
+    let job = f.get_job(&first).unwrap().unwrap();
+    assert_eq!(job.status, "processing");
+    assert_eq!(job.claimed_by.as_deref(), Some("w"));
+    assert_eq!(job.lease_expires_at, Some(c.lease_expires_at));
+    let ids = |status: &str| -> Vec<String> {
+        f.list_jobs(status, 10)
+            .unwrap()
+            .into_iter()
+            .map(|j| j.message_id)
+            .collect()
+    };
+    assert_eq!(ids("processing"), [first.clone()]);
+    assert_eq!(ids("queued"), [second.clone()]);
+    let stats = f.queue_stats(Some(T0 + 5)).unwrap();
+    assert_eq!((stats.processing, stats.queued_ready, stats.queued_delayed), (1, 1, 0));
+    assert!(f.complete("w", &c.message_id, &c.lease_id, Some(T0 + 6)).unwrap());
+    let done = f.get_job(&first).unwrap().unwrap();
+    assert_eq!((done.status.as_str(), done.claimed_by.as_deref()), ("done", Some("w")));
+    assert_eq!(done.lease_expires_at, None);
+    assert_eq!(ids("processing"), Vec::<String>::new());
+    // A failure records the holder too, and the retried message reads as queued.
+    let c2 = f.claim("w2", &pooled(), Some(T0 + 7)).unwrap().unwrap();
+    assert_eq!(c2.message_id, second);
+    f.fail("w2", &c2.message_id, &c2.lease_id, "boom", Some(T0 + 8)).unwrap();
+    let retried = f.get_job(&second).unwrap().unwrap();
+    assert_eq!(
+        (retried.status.as_str(), retried.claimed_by.as_deref(), retried.attempts),
+        ("queued", Some("w2"), 1)
+    );
 }

@@ -235,9 +235,12 @@ const V8: &str = include_str!("schema/v8_workboard_perf.sql");
 /// Migration 9: workboard counters and open-parent counts kept by triggers, so `stats`,
 /// `list_boards` and `promote_ready` stay flat.
 const V9: &str = include_str!("schema/v9_workboard_flat.sql");
+/// Migration 10: a message in flight lives on its conversation's lock only (the
+/// claim no longer writes the message row).
+const V10: &str = include_str!("schema/v10_inflight_on_lock.sql");
 
 /// All migrations in order; index + 1 is the resulting `user_version`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 /// Latest schema version this build knows.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -261,6 +264,57 @@ pub fn apply(conn: &Connection) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A message in flight when a V9 database is upgraded keeps its lease: its row
+    /// turns `queued` (the lock records the delivery), readers still see it in
+    /// flight, and its holder completes it.
+    #[test]
+    fn v10_keeps_a_message_in_flight_with_its_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v9.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..9] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 9;
+                 INSERT INTO agents(agent_key, version, secrets_ref, enabled, created_at, updated_at)
+                   VALUES ('a', '1', '[]', 1, 1, 1);
+                 INSERT INTO conversations(id, conversation_id, agent_key, state, head_message, head_priority,
+                     head_order_at, head_ready_at, lock_message, lock_lease_id, lock_worker_id, lock_expires_at,
+                     lock_heartbeat_at, created_at)
+                   VALUES (1, 'c', 'a', 'busy', 7, 50, 10, 10, 7, 'lease-7', 'w', 9000000000000, 20, 1);
+                 INSERT INTO messages(id, conversation_ref, agent_key, payload, status, priority, scheduled_for,
+                     ready_at, max_attempts, claimed_by, lease_id, lease_expires_at, claimed_at, created_at)
+                   VALUES (7, 1, 'a', '{\"messageText\":\"hi\"}', 'processing', 50, 10, 10, 3, 'w', 'lease-7',
+                     9000000000000, 20, 10),
+                          (8, 1, 'a', '{\"messageText\":\"next\"}', 'queued', 50, 11, 11, 3, NULL, NULL, NULL,
+                     NULL, 11);",
+            )
+            .unwrap();
+        }
+        let f = crate::factory::Factory::open(path.to_str().unwrap(), Default::default()).unwrap();
+        let (status, dropped): (String, bool) = f
+            .store()
+            .read(|tx| {
+                let status = tx.query_row("SELECT status FROM messages WHERE id = 7", [], |r| r.get(0))?;
+                let dropped = tx.prepare("SELECT lease_id FROM messages").is_err();
+                Ok((status, dropped))
+            })
+            .unwrap();
+        assert_eq!(status, "queued");
+        assert!(dropped, "V10 drops the message lease columns");
+        let job = f.get_job("7").unwrap().unwrap();
+        assert_eq!((job.status.as_str(), job.claimed_by.as_deref()), ("processing", Some("w")));
+        assert!(f.complete("w", "7", "lease-7", Some(30)).unwrap());
+        assert_eq!(f.get_job("7").unwrap().unwrap().status, "done");
+        let next = f
+            .claim("w", &crate::queue::ClaimOptions::default(), Some(40))
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.message_id, "8");
+    }
 
     /// A V8 database with cards and a dependency upgrades to V9 with exact
     /// counters and open-parent counts (the backfill statements of V9).
