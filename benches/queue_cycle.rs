@@ -24,8 +24,8 @@
 //! each benchmark (from the measured samples, not criterion's slope) and the
 //! ratios agent_factory ÷ plain SQL as throughput; then a diagnostics section
 //! reads SQLite's own counters (statements run, re-prepares and WAL pages written
-//! per message) for the core and the floor, and times one what-if
-//! (`SQLITE_DBCONFIG_ENABLE_QPSG` on the core's connection).
+//! per message) for the core and the floor, and measures the core ÷ floor ratio
+//! again in interleaved rounds (robust against this VM's drifting speed).
 //!
 //! Run: `cargo bench --bench queue_cycle` (about 2 minutes of measuring after the
 //! build). A name filter works as usual (`cargo bench --bench queue_cycle --
@@ -48,7 +48,6 @@ use agent_factory::workers::WorkerMode;
 use agent_factory::{Factory, FactoryOptions};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
-use rusqlite::config::DbConfig;
 use rusqlite::{ffi, params, Connection};
 use serde_json::{json, Value};
 
@@ -582,7 +581,7 @@ fn bench_enqueue_many(c: &mut Criterion, summary: &mut Summary) {
 
 // ---------------------------------------------------------------------------
 // Diagnostics (after the criterion groups): where the time goes, from SQLite's
-// own counters, and one what-if. Not timed by criterion.
+// own counters, and the interleaved ratio. Not timed by criterion.
 
 /// Counters of one connection: per prepared statement (by address) its SQL, runs
 /// and re-prepares, and the pages written to the WAL (`SQLITE_DBSTATUS_CACHE_WRITE`).
@@ -682,20 +681,59 @@ fn usage(before: &Counters, after: &Counters, messages: usize) -> Usage {
     }
 }
 
-fn time_core_cycles(qpsg: bool, warm: usize, n: usize) -> f64 {
-    let mut core = Core::open(false);
-    if qpsg {
-        core.f
-            .store()
-            .write(|tx| Ok(tx.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?))
-            .expect("enable QPSG");
+/// Hidden fixed costs of the core cycle's statements, from their compiled
+/// programs: statements that build a temporary b-tree on every run (an
+/// `IN (…)` list of constants in a CHECK, `RETURNING`, a sort), and whether the
+/// TEMP database is open (then every `BEGIN IMMEDIATE` also opens and commits a
+/// write transaction on it).
+fn per_run_costs(conn: &Connection, before: &Counters, after: &Counters) -> String {
+    let mut ephemeral = Vec::new();
+    for (ptr, (sql, runs, _, _)) in &after.stmts {
+        let ran = runs - before.stmts.get(ptr).map_or(0, |(_, r, _, _)| *r);
+        if ran == 0 {
+            continue;
+        }
+        let Ok(mut stmt) = conn.prepare(&format!("EXPLAIN {sql}")) else {
+            continue;
+        };
+        let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
+        let ops: Vec<String> = stmt
+            .query_map(rusqlite::params_from_iter(nulls), |r| r.get(1))
+            .and_then(|rows| rows.collect())
+            .unwrap_or_default();
+        if ops
+            .iter()
+            .any(|op| op == "OpenEphemeral" || op == "SorterOpen")
+        {
+            let short: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+            ephemeral.push(short.chars().take(100).collect::<String>());
+        }
     }
-    for _ in 0..warm {
-        core.cycle();
-    }
+    ephemeral.sort();
+    let temp_open = conn
+        .prepare("PRAGMA database_list")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(1))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map(|names| names.iter().any(|n| n == "temp"))
+        .unwrap_or(false);
+    let listed = if ephemeral.is_empty() {
+        "none".to_string()
+    } else {
+        ephemeral.join("; ")
+    };
+    format!(
+        "core cycle statements that build a temporary b-tree on every run: {listed}; TEMP database open: {}",
+        if temp_open { "yes" } else { "no" }
+    )
+}
+
+/// Mean time per cycle (ns) of `n` further cycles of `cycle`.
+fn time_cycles(n: usize, mut cycle: impl FnMut()) -> f64 {
     let start = Instant::now();
     for _ in 0..n {
-        core.cycle();
+        cycle();
     }
     start.elapsed().as_nanos() as f64 / n as f64
 }
@@ -729,12 +767,18 @@ fn diagnostics() {
     for _ in 0..N {
         core.cycle();
     }
-    let u = usage(&before, &core_counters(&core), N);
+    let after = core_counters(&core);
+    let u = usage(&before, &after, N);
     println!(
         "{:<32} {:>9} {:>13.2} {:>14.2} {:>17.2}",
         "agent_factory cycle", 3, u.statements, u.reprepares, u.pages
     );
     reprepared.extend(u.reprepared_sql);
+    let per_run_costs = core
+        .f
+        .store()
+        .write(|tx| Ok(per_run_costs(tx, &before, &after)))
+        .expect("inspect the cycle's statements");
     drop(core);
 
     let mut core = Core::open(false);
@@ -784,6 +828,7 @@ fn diagnostics() {
     );
     drop(plain);
     println!("(BEGIN IMMEDIATE/COMMIT are not counted in stmts; WAL pages = frames (one database page each) appended at commit)");
+    println!("{per_run_costs}");
 
     if !reprepared.is_empty() {
         println!("statements of the core cycle that SQLite re-prepares (parse + plan again) on every use:");
@@ -792,22 +837,40 @@ fn diagnostics() {
         }
     }
 
-    // What-if: the query-planner stability guarantee stops SQLite from marking
-    // bound parameters as plan-relevant, so clearing the bindings (rusqlite's
-    // statement cache does that on every return) no longer expires the statement.
-    let rounds = 3;
-    let (mut off, mut on) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        off.push(time_core_cycles(false, 300, 2000));
-        on.push(time_core_cycles(true, 300, 2000));
+    // The same ratio as the criterion summary, from interleaved rounds: each
+    // round times a chunk of core cycles and then a chunk of floor cycles on two
+    // long-lived databases, so a drift in the machine's speed hits both sides of
+    // a round alike. The median of the per-round ratios is the robust figure.
+    const ROUNDS: usize = 9;
+    const CHUNK: usize = 2000;
+    let mut core = Core::open(false);
+    let mut plain = Plain::open(false);
+    for _ in 0..WARM {
+        core.cycle();
+        plain.cycle();
     }
-    let (off, on) = (median(off), median(on));
+    let mut ratios = Vec::new();
+    let (mut core_ns, mut plain_ns) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let c = time_cycles(CHUNK, || core.cycle());
+        let p = time_cycles(CHUNK, || plain.cycle());
+        ratios.push(p / c);
+        core_ns.push(c);
+        plain_ns.push(p);
+    }
+    let spread = {
+        let mut r = ratios.clone();
+        r.sort_by(f64::total_cmp);
+        (r[0], r[r.len() - 1])
+    };
     println!(
-        "what-if SQLITE_DBCONFIG_ENABLE_QPSG on the core's connection (cycle, median of {rounds} interleaved rounds of 2000): \
-         {:.1} µs/msg as is, {:.1} µs/msg with it ({:+.0} %)",
-        off / 1000.0,
-        on / 1000.0,
-        100.0 * (on - off) / off
+        "interleaved: cycle/agent_factory {:.1} µs vs plain_sql_floor {:.1} µs per message (medians of {ROUNDS} rounds of {CHUNK}); \
+         throughput ratio {:.3} (median of the rounds' ratios; range {:.3}-{:.3})",
+        median(core_ns) / 1000.0,
+        median(plain_ns) / 1000.0,
+        median(ratios),
+        spread.0,
+        spread.1
     );
 }
 

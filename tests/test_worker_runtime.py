@@ -212,7 +212,9 @@ def test_a_handler_holding_the_gil_past_the_lease_keeps_it_and_completes(tmp_pat
         result = Worker(f, "w-gil", handler, max_jobs=1).run()
     finally:
         stop_ticker.set()
-    assert observed["ticks_while_held"] <= 1, "the GIL was not held"
+    # A tick can slip in at the interpreter's GIL hand-offs just before and just
+    # after the call; 2 s with the GIL released would be about 2 000 ticks.
+    assert observed["ticks_while_held"] <= 5, "the GIL was not held"
     assert observed["beats"] >= 4 and observed["requeued"] == 0
     assert result.jobs_completed == 1 and result.leases_lost == 0
     assert f.queue.get_job(mid).status == "done"  # type: ignore[union-attr]

@@ -15,6 +15,8 @@
 //! skipped (exclusive ownership) until that owner goes stale (takeover); sticky
 //! workers take ownership of what they claim, pooled workers do not.
 
+use std::sync::LazyLock;
+
 use rusqlite::{params, OptionalExtension};
 
 use super::{conversations, recovery, Claim};
@@ -68,10 +70,33 @@ struct Target<'a> {
     agent_key: Option<&'a str>,
 }
 
-/// Pick the next claimable conversation head and lock it for `worker_id`, in
-/// one statement: the pick is the subquery of the `UPDATE`, so the scheduling
-/// index is walked once and the row is written in the same step. The message
-/// row is only read (the lock is the whole record of the delivery).
+/// The pick of a claim: the claimable conversation head with its message, for
+/// the whole queue (`ORDER BY` the ready range of `conversations_sched`) or for
+/// one conversation (`?4`, and its agent `?5` for an assignment). `?1` now, `?2`
+/// the claiming worker, `?3` the stale-heartbeat cutoff.
+pub(crate) fn pick_sql(targeted: bool) -> &'static str {
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+        [false, true].map(|targeted| {
+            let (filter, order) = if targeted {
+                ("c.conversation_id = ?4 AND c.agent_key = coalesce(?5, c.agent_key) AND c.state = 'ready'", "")
+            } else {
+                ("c.state = 'ready' AND c.sched_k1 IS NOT NULL", "ORDER BY c.sched_k1, c.sched_k2, c.sched_k3")
+            };
+            format!(
+                "SELECT c.id, c.conversation_id, c.agent_key, c.head_message, c.head_priority, m.payload, m.attempts
+                 FROM conversations c JOIN messages m ON m.id = c.head_message
+                 WHERE {filter} AND c.head_ready_at <= ?1 AND {NOT_OWNED_ELSEWHERE} {order} LIMIT 1"
+            )
+        })
+    });
+    &SQL[usize::from(targeted)]
+}
+
+/// Pick the next claimable conversation head and lock it for `worker_id`. Two
+/// plain statements (a read of the index front, a write by row key): an
+/// `UPDATE … RETURNING` would buffer its output in a temporary b-tree on every
+/// claim. The message row is only read: the lock is the whole record of the
+/// delivery.
 fn pick_and_lock(
     tx: &Tx,
     worker_id: &str,
@@ -81,56 +106,40 @@ fn pick_and_lock(
     lock: &Lock<'_>,
 ) -> Result<Option<Candidate>> {
     let map = |r: &rusqlite::Row<'_>| {
-        Ok(Candidate {
-            conversation_id: r.get(0)?,
-            agent_key: r.get(1)?,
-            message: r.get(2)?,
-            priority: r.get(3)?,
-            payload: r.get(4)?,
-            attempts: r.get(5)?,
-        })
+        Ok((
+            r.get::<_, i64>(0)?,
+            Candidate {
+                conversation_id: r.get(1)?,
+                agent_key: r.get(2)?,
+                message: r.get(3)?,
+                priority: r.get(4)?,
+                payload: r.get(5)?,
+                attempts: r.get(6)?,
+            },
+        ))
     };
-    let filter = match target {
-        Some(_) => "c.conversation_id = ?6 AND c.agent_key = coalesce(?7, c.agent_key) AND c.state = 'ready'",
-        None => "c.state = 'ready' AND c.sched_k1 IS NOT NULL",
-    };
-    let order = if target.is_some() {
-        ""
-    } else {
-        "ORDER BY c.sched_k1, c.sched_k2, c.sched_k3"
-    };
-    let sql = format!(
-        "UPDATE conversations SET state = 'busy', lock_message = head_message, lock_lease_id = ?4, lock_worker_id = ?2,
-           lock_expires_at = ?5, lock_heartbeat_at = ?1
-         WHERE id = (SELECT c.id FROM conversations c
-                     WHERE {filter} AND c.head_ready_at <= ?1 AND {NOT_OWNED_ELSEWHERE} {order} LIMIT 1)
-         RETURNING conversation_id, agent_key, head_message, head_priority,
-           (SELECT payload FROM messages WHERE id = head_message), (SELECT attempts FROM messages WHERE id = head_message)"
-    );
-    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut stmt = tx.prepare_cached(pick_sql(target.is_some()))?;
     let found = match target {
         Some(t) => stmt
             .query_row(
-                params![
-                    now,
-                    worker_id,
-                    stale_cutoff,
-                    lock.lease_id,
-                    lock.expires,
-                    t.conversation_id,
-                    t.agent_key
-                ],
+                params![now, worker_id, stale_cutoff, t.conversation_id, t.agent_key],
                 map,
             )
             .optional()?,
         None => stmt
-            .query_row(
-                params![now, worker_id, stale_cutoff, lock.lease_id, lock.expires],
-                map,
-            )
+            .query_row(params![now, worker_id, stale_cutoff], map)
             .optional()?,
     };
-    Ok(found)
+    let Some((key, candidate)) = found else {
+        return Ok(None);
+    };
+    tx.prepare_cached(
+        "UPDATE conversations SET state = 'busy', lock_message = head_message, lock_lease_id = ?2, lock_worker_id = ?3,
+           lock_expires_at = ?4, lock_heartbeat_at = ?5
+         WHERE id = ?1",
+    )?
+    .execute(params![key, lock.lease_id, worker_id, lock.expires, now])?;
+    Ok(Some(candidate))
 }
 
 fn register_or_load(tx: &Tx, worker_id: &str, mode: WorkerMode, now: i64) -> Result<Worker> {

@@ -63,7 +63,16 @@ pub(crate) fn release_expired_in(
     drop(stmt);
     let mut out = ReleaseOutcome::default();
     for (key, conv_ref, conversation_id, worker, attempts, max_attempts) in expired {
-        let outcome = retry_or_bury(tx, cfg, key, &worker, attempts, max_attempts, LEASE_EXPIRED, now)?;
+        let outcome = retry_or_bury(
+            tx,
+            cfg,
+            key,
+            &worker,
+            attempts,
+            max_attempts,
+            LEASE_EXPIRED,
+            now,
+        )?;
         metrics::incr(Counter::LeasesRecovered);
         metrics::event(log::Level::Warn, target::QUEUE, || {
             let next = if outcome.requeued {

@@ -40,6 +40,10 @@ pub(crate) struct Held {
     pub attempts: i64,
     pub max_attempts: i64,
     pub lease_expires_at: i64,
+    /// The payload names a workboard card (a cheap scan of its text that tells a
+    /// card's message, see `workboard::pool_bridge`, from the rest without
+    /// parsing JSON).
+    pub for_card: bool,
 }
 
 /// The message if `(worker, lease)` still holds it; `NotFound` for an unknown id.
@@ -52,7 +56,8 @@ pub(crate) fn held(
     let key = ids::parse_message_id(message_id)?;
     let row = tx
         .prepare_cached(
-            "SELECT m.conversation_ref, c.conversation_id, c.agent_key, m.attempts, m.max_attempts, c.lock_expires_at
+            "SELECT m.conversation_ref, c.conversation_id, c.agent_key, m.attempts, m.max_attempts, c.lock_expires_at,
+                    instr(m.payload, '\"workboardCardId\"') > 0
              FROM messages m JOIN conversations c ON c.id = m.conversation_ref
              WHERE m.id = ?1 AND c.lock_message = m.id AND c.lock_lease_id = ?2 AND c.lock_worker_id = ?3",
         )?
@@ -65,6 +70,7 @@ pub(crate) fn held(
                 attempts: r.get(3)?,
                 max_attempts: r.get(4)?,
                 lease_expires_at: r.get(5)?,
+                for_card: r.get(6)?,
             })
         })
         .optional()?;
@@ -138,10 +144,13 @@ pub(crate) fn retry_or_bury(
     })
 }
 
-/// Mark the message done if `(worker, lease)` still holds it (the guard and the
-/// write are one statement) and move its conversation to the next head. The
-/// worker's row is left to the caller. `false` when fenced off; `NotFound` for
-/// an unknown id.
+/// Mark the message done if `(worker, lease)` still holds it and move its
+/// conversation to the next head. The worker's row is left to the caller.
+/// `false` when fenced off; `NotFound` for an unknown id.
+///
+/// The fence is a read of the lock ([`held`]), then the write is by row key,
+/// both in the caller's transaction: an `UPDATE … RETURNING` would buffer its
+/// one row in a temporary b-tree on every completion.
 fn finish_message(
     tx: &Tx,
     worker_id: &str,
@@ -149,25 +158,17 @@ fn finish_message(
     lease_id: &str,
     now: i64,
 ) -> Result<bool> {
-    let key = ids::parse_message_id(message_id)?;
-    // `for_card`: a cheap scan of the payload text tells a workboard card's
-    // message (see `workboard::pool_bridge`) from the rest without parsing JSON.
-    let done: Option<(i64, bool)> = tx
-        .prepare_cached(
-            "UPDATE messages SET status = 'done', finished_at = ?4, claimed_by = ?3, last_error = NULL, next_retry_at = NULL
-             WHERE id = ?1 AND status = 'queued'
-               AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_ref
-                             AND c.lock_message = ?1 AND c.lock_lease_id = ?2 AND c.lock_worker_id = ?3)
-             RETURNING conversation_ref, instr(payload, '\"workboardCardId\"') > 0",
-        )?
-        .query_row(params![key, lease_id, worker_id, now], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let Some((conv_ref, for_card)) = done else {
-        return held(tx, worker_id, message_id, lease_id).map(|_| false);
+    let Some(h) = held(tx, worker_id, message_id, lease_id)? else {
+        return Ok(false);
     };
-    conversations::refresh_head(tx, conv_ref, now)?;
-    if for_card {
-        crate::workboard::pool_bridge::on_message_done(tx, key, worker_id, now)?;
+    tx.prepare_cached(
+        "UPDATE messages SET status = 'done', finished_at = ?2, claimed_by = ?3, last_error = NULL, next_retry_at = NULL
+         WHERE id = ?1",
+    )?
+    .execute(params![h.key, now, worker_id])?;
+    conversations::refresh_head(tx, h.conv_ref, now)?;
+    if h.for_card {
+        crate::workboard::pool_bridge::on_message_done(tx, h.key, worker_id, now)?;
     }
     metrics::incr(Counter::MessagesCompleted);
     Ok(true)
@@ -293,8 +294,16 @@ impl Factory {
             lost,
             |tx, cfg, h, now| {
                 metrics::incr(Counter::MessagesFailed);
-                let outcome =
-                    retry_or_bury(tx, cfg, h.key, worker_id, h.attempts, h.max_attempts, error, now)?;
+                let outcome = retry_or_bury(
+                    tx,
+                    cfg,
+                    h.key,
+                    worker_id,
+                    h.attempts,
+                    h.max_attempts,
+                    error,
+                    now,
+                )?;
                 conversations::refresh_head(tx, h.conv_ref, now)?;
                 workers::release_load(tx, worker_id, now, cfg.scaling.idle_timeout_ms, true, None)?;
                 Ok(outcome)

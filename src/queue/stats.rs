@@ -226,9 +226,11 @@ impl Factory {
             let sql = format!("SELECT {JOB_COLUMNS} {source} LIMIT ?1");
             let mut stmt = tx.prepare_cached(&sql)?;
             let rows = if matches!(status, "queued" | "processing") {
-                stmt.query_map(params![limit], job_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?
+                stmt.query_map(params![limit], job_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
             } else {
-                stmt.query_map(params![limit, status], job_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?
+                stmt.query_map(params![limit, status], job_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
             };
             collect_jobs(rows)
         })

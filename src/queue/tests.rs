@@ -216,8 +216,9 @@ fn query_plan(f: &Factory, sql: &str) -> String {
     f.store()
         .read(|tx| {
             let mut stmt = tx.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
             let rows = stmt
-                .query_map([], |r| r.get::<_, String>(3))?
+                .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows.join("\n"))
         })
@@ -227,17 +228,20 @@ fn query_plan(f: &Factory, sql: &str) -> String {
 #[test]
 fn hot_queries_read_indexes_without_sorting() {
     let f = factory();
-    // claim: the front of the ready range, already in claim order
-    let plan = query_plan(
-        &f,
-        "SELECT c.id FROM conversations c WHERE c.state = 'ready' AND c.sched_k1 IS NOT NULL AND c.head_ready_at <= 0
-         ORDER BY c.sched_k1, c.sched_k2, c.sched_k3 LIMIT 1",
-    );
+    // claim: the front of the ready range, already in claim order, then the
+    // head message by row key
+    let plan = query_plan(&f, super::claim::pick_sql(false));
     assert!(
         plan.contains("USING INDEX conversations_sched (state=? AND sched_k1>?)"),
         "{plan}"
     );
+    assert!(
+        plan.contains("SEARCH m USING INTEGER PRIMARY KEY (rowid=?)"),
+        "{plan}"
+    );
     assert!(!plan.contains("TEMP B-TREE"), "claim must not sort: {plan}");
+    let plan = query_plan(&f, super::claim::pick_sql(true));
+    assert!(plan.contains("conversation_id=?"), "{plan}");
     // the head of one conversation
     let plan = query_plan(
         &f,
@@ -331,7 +335,11 @@ fn a_claim_writes_only_the_lock_and_readers_report_the_message_in_flight() {
             )?)
         })
         .unwrap();
-    assert_eq!(raw, ("queued".to_string(), None), "the claim leaves the message row alone");
+    assert_eq!(
+        raw,
+        ("queued".to_string(), None),
+        "the claim leaves the message row alone"
+    );
     let job = f.get_job(&first).unwrap().unwrap();
     assert_eq!(job.status, "processing");
     assert_eq!(job.claimed_by.as_deref(), Some("w"));
@@ -343,22 +351,35 @@ fn a_claim_writes_only_the_lock_and_readers_report_the_message_in_flight() {
             .map(|j| j.message_id)
             .collect()
     };
-    assert_eq!(ids("processing"), [first.clone()]);
-    assert_eq!(ids("queued"), [second.clone()]);
+    assert_eq!(ids("processing"), vec![first.clone()]);
+    assert_eq!(ids("queued"), vec![second.clone()]);
     let stats = f.queue_stats(Some(T0 + 5)).unwrap();
-    assert_eq!((stats.processing, stats.queued_ready, stats.queued_delayed), (1, 1, 0));
-    assert!(f.complete("w", &c.message_id, &c.lease_id, Some(T0 + 6)).unwrap());
+    assert_eq!(
+        (stats.processing, stats.queued_ready, stats.queued_delayed),
+        (1, 1, 0)
+    );
+    assert!(f
+        .complete("w", &c.message_id, &c.lease_id, Some(T0 + 6))
+        .unwrap());
     let done = f.get_job(&first).unwrap().unwrap();
-    assert_eq!((done.status.as_str(), done.claimed_by.as_deref()), ("done", Some("w")));
+    assert_eq!(
+        (done.status.as_str(), done.claimed_by.as_deref()),
+        ("done", Some("w"))
+    );
     assert_eq!(done.lease_expires_at, None);
     assert_eq!(ids("processing"), Vec::<String>::new());
     // A failure records the holder too, and the retried message reads as queued.
     let c2 = f.claim("w2", &pooled(), Some(T0 + 7)).unwrap().unwrap();
     assert_eq!(c2.message_id, second);
-    f.fail("w2", &c2.message_id, &c2.lease_id, "boom", Some(T0 + 8)).unwrap();
+    f.fail("w2", &c2.message_id, &c2.lease_id, "boom", Some(T0 + 8))
+        .unwrap();
     let retried = f.get_job(&second).unwrap().unwrap();
     assert_eq!(
-        (retried.status.as_str(), retried.claimed_by.as_deref(), retried.attempts),
+        (
+            retried.status.as_str(),
+            retried.claimed_by.as_deref(),
+            retried.attempts
+        ),
         ("queued", Some("w2"), 1)
     );
 }

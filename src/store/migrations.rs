@@ -236,29 +236,104 @@ const V8: &str = include_str!("schema/v8_workboard_perf.sql");
 /// `list_boards` and `promote_ready` stay flat.
 const V9: &str = include_str!("schema/v9_workboard_flat.sql");
 /// Migration 10: a message in flight lives on its conversation's lock only (the
-/// claim no longer writes the message row).
+/// claim no longer writes the message row); then [`v10_state_checks`].
 const V10: &str = include_str!("schema/v10_inflight_on_lock.sql");
 
+/// The `CHECK`s of the queue's hot tables as V1 wrote them, and as V10 rewrites them.
+///
+/// SQLite evaluates `x IN (a, b, c, …)` with more than two constants by building a
+/// temporary b-tree of the list, every time the statement runs; the same test as a
+/// chain of `=` costs a few comparisons. Every enqueue, claim and settle writes
+/// these columns, so V10 rewrites the two constraints in place (SQLite's documented
+/// `writable_schema` procedure for constraint changes that leave the stored rows
+/// alone; every row already satisfies the new text, as V10's first step makes the
+/// status `processing` unused).
+const STATE_CHECKS: [(&str, &str, &str); 2] = [
+    (
+        "conversations",
+        "CHECK (state IN ('idle','waiting','ready','busy'))",
+        "CHECK (state = 'idle' OR state = 'waiting' OR state = 'ready' OR state = 'busy')",
+    ),
+    (
+        "messages",
+        "CHECK (status IN ('queued','processing','done','dead_letter'))",
+        "CHECK (status = 'queued' OR status = 'done' OR status = 'dead_letter')",
+    ),
+];
+
+/// Second step of V10: rewrite [`STATE_CHECKS`] and bump the schema cookie so the
+/// connections of other processes reload the schema.
+fn v10_state_checks(conn: &Connection) -> Result<()> {
+    let cookie: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+    conn.pragma_update(None, "writable_schema", true)?;
+    let rewritten = (|| -> Result<()> {
+        for (table, old, new) in STATE_CHECKS {
+            let changed = conn.execute(
+                "UPDATE sqlite_schema SET sql = replace(sql, ?2, ?3) WHERE type = 'table' AND name = ?1 AND instr(sql, ?2) > 0",
+                rusqlite::params![table, old, new],
+            )?;
+            if changed != 1 {
+                return Err(Error::storage(format!(
+                    "migration 10: table {table} does not have the expected constraint {old}"
+                )));
+            }
+        }
+        conn.pragma_update(None, "schema_version", cookie + 1)?;
+        Ok(())
+    })();
+    // RESET turns writing off and makes this connection re-read the schema now
+    // (it set the new cookie itself, so it would not notice the change).
+    conn.execute_batch("PRAGMA writable_schema = RESET")?;
+    rewritten
+}
+
+/// One schema step: SQL, then optionally a step that needs Rust.
+struct Migration {
+    sql: &'static str,
+    then: Option<fn(&Connection) -> Result<()>>,
+}
+
+const fn sql(sql: &'static str) -> Migration {
+    Migration { sql, then: None }
+}
+
 /// All migrations in order; index + 1 is the resulting `user_version`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
+const MIGRATIONS: &[Migration] = &[
+    sql(V1),
+    sql(V2),
+    sql(V3),
+    sql(V4),
+    sql(V5),
+    sql(V6),
+    sql(V7),
+    sql(V8),
+    sql(V9),
+    Migration {
+        sql: V10,
+        then: Some(v10_state_checks),
+    },
+];
 
 /// Latest schema version this build knows.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
 
-/// Apply every migration newer than the file's `user_version`.
+/// Apply every migration newer than the file's `user_version`; whether any ran.
 /// The caller holds a write transaction on `conn`.
-pub fn apply(conn: &Connection) -> Result<()> {
+pub fn apply(conn: &Connection) -> Result<bool> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > LATEST {
         return Err(Error::storage(format!(
             "database schema version {current} is newer than this agent-factory build supports ({LATEST}); upgrade the package"
         )));
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        conn.execute_batch(sql)?;
+    for (index, m) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        conn.execute_batch(m.sql)?;
+        if let Some(then) = m.then {
+            then(conn)?;
+        }
         conn.pragma_update(None, "user_version", index as i64 + 1)?;
     }
-    Ok(())
+    Ok(current < LATEST)
 }
 
 #[cfg(test)]
@@ -274,8 +349,8 @@ mod tests {
         let path = dir.path().join("v9.db");
         {
             let conn = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[..9] {
-                conn.execute_batch(sql).unwrap();
+            for m in &MIGRATIONS[..9] {
+                conn.execute_batch(m.sql).unwrap();
             }
             conn.execute_batch(
                 "PRAGMA user_version = 9;
@@ -298,7 +373,8 @@ mod tests {
         let (status, dropped): (String, bool) = f
             .store()
             .read(|tx| {
-                let status = tx.query_row("SELECT status FROM messages WHERE id = 7", [], |r| r.get(0))?;
+                let status =
+                    tx.query_row("SELECT status FROM messages WHERE id = 7", [], |r| r.get(0))?;
                 let dropped = tx.prepare("SELECT lease_id FROM messages").is_err();
                 Ok((status, dropped))
             })
@@ -306,7 +382,10 @@ mod tests {
         assert_eq!(status, "queued");
         assert!(dropped, "V10 drops the message lease columns");
         let job = f.get_job("7").unwrap().unwrap();
-        assert_eq!((job.status.as_str(), job.claimed_by.as_deref()), ("processing", Some("w")));
+        assert_eq!(
+            (job.status.as_str(), job.claimed_by.as_deref()),
+            ("processing", Some("w"))
+        );
         assert!(f.complete("w", "7", "lease-7", Some(30)).unwrap());
         assert_eq!(f.get_job("7").unwrap().unwrap().status, "done");
         let next = f
@@ -321,8 +400,8 @@ mod tests {
     #[test]
     fn v9_backfills_counters_and_open_parents_of_an_existing_board() {
         let conn = Connection::open_in_memory().unwrap();
-        for sql in &MIGRATIONS[..8] {
-            conn.execute_batch(sql).unwrap();
+        for m in &MIGRATIONS[..8] {
+            conn.execute_batch(m.sql).unwrap();
         }
         conn.execute_batch(
             "INSERT INTO workboard_cards(id, board_id, title, status, status_rank, priority, position, agent_id,
@@ -334,7 +413,7 @@ mod tests {
                VALUES ('c', 'l1', 0, 'parent', 'p', 1), ('c', 'l2', 1, 'parent', 'd', 1);",
         )
         .unwrap();
-        conn.execute_batch(MIGRATIONS[8]).unwrap();
+        conn.execute_batch(MIGRATIONS[8].sql).unwrap();
         let counts: Vec<(String, String, i64, i64)> = conn
             .prepare(
                 "SELECT status, agent_key, cards, archived FROM workboard_counts ORDER BY 1, 2",
@@ -374,5 +453,52 @@ mod tests {
             )
             .unwrap();
         assert_eq!(open, 0);
+    }
+
+    /// After V10 the queue's hot statements run no temporary b-tree for their
+    /// CHECKs, the constraints still reject bad values, and the file is intact.
+    #[test]
+    fn v10_state_checks_are_comparisons_and_still_enforced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fresh.db");
+        let f = crate::factory::Factory::open(path.to_str().unwrap(), Default::default()).unwrap();
+        let (ephemeral, integrity, rejected) = f
+            .store()
+            .write(|tx| {
+                let mut ephemeral = Vec::new();
+                for sql in [
+                    "UPDATE conversations SET state = 'ready' WHERE id = 1",
+                    "UPDATE messages SET status = 'done' WHERE id = 1",
+                    "INSERT INTO messages(conversation_ref, agent_key, payload, status, priority, scheduled_for, ready_at,
+                       max_attempts, created_at) VALUES (1, 'a', '{}', 'queued', 0, 0, 0, 1, 0)",
+                ] {
+                    let ops: Vec<String> = tx
+                        .prepare(&format!("EXPLAIN {sql}"))?
+                        .query_map([], |r| r.get(1))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    if ops.iter().any(|op| op == "OpenEphemeral") {
+                        ephemeral.push(sql);
+                    }
+                }
+                let integrity: String = tx.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+                tx.execute(
+                    "INSERT INTO conversations(id, conversation_id, agent_key, state, created_at) VALUES (1, 'c', 'a', 'idle', 0)",
+                    [],
+                )?;
+                let rejected = [
+                    tx.execute("UPDATE conversations SET state = 'lost' WHERE id = 1", []).is_err(),
+                    tx.execute(
+                        "INSERT INTO messages(conversation_ref, agent_key, payload, status, priority, scheduled_for, ready_at,
+                           max_attempts, created_at) VALUES (1, 'a', '{}', 'processing', 0, 0, 0, 1, 0)",
+                        [],
+                    )
+                    .is_err(),
+                ];
+                Ok((ephemeral, integrity, rejected))
+            })
+            .expect("probe the rewritten constraints");
+        assert!(ephemeral.is_empty(), "temporary b-trees in {ephemeral:?}");
+        assert_eq!(integrity, "ok");
+        assert_eq!(rejected, [true, true]);
     }
 }

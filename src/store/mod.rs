@@ -95,7 +95,7 @@ impl Store {
         }
         if path == ":memory:" {
             let conn = Connection::open_in_memory()?;
-            return Self::finish_open(conn, None, options, "memory".into());
+            return Self::finish_open(conn, None, options, "memory".into(), None);
         }
         let file = absolute(Path::new(path))?;
         let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
@@ -129,6 +129,22 @@ impl Store {
                 file.display()
             )));
         }
+        let (conn, mode) = Self::connect_file(file, policy)?;
+        let reconnect = || Self::connect_file(file, policy).map(|(c, _)| c);
+        let store = Self::finish_open(
+            conn,
+            Some(file.to_path_buf()),
+            options,
+            mode.to_ascii_lowercase(),
+            Some(&reconnect),
+        )?;
+        harden_files(file)?;
+        Ok(store)
+    }
+
+    /// A new connection to `file` in the journal mode `policy` asks for; also the
+    /// mode SQLite reports.
+    fn connect_file(file: &Path, policy: JournalPolicy) -> Result<(Connection, String)> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -157,22 +173,40 @@ impl Store {
             conn.pragma_update(None, "mmap_size", 67_108_864_i64)?;
         }
         conn.pragma_update(None, "journal_size_limit", 67_108_864_i64)?;
-        let store = Self::finish_open(
-            conn,
-            Some(file.to_path_buf()),
-            options,
-            mode.to_ascii_lowercase(),
-        )?;
-        harden_files(file)?;
-        Ok(store)
+        Ok((conn, mode))
     }
 
+    /// Configure `conn`, apply pending migrations and wrap it in a store. When
+    /// migrations ran and `reconnect` is given, the store continues on a fresh
+    /// connection: schema changes (`ALTER TABLE`, a schema reload) leave SQLite's
+    /// TEMP database open on the migrating connection, and every later
+    /// `BEGIN IMMEDIATE` would then also open and commit a write transaction on it.
     fn finish_open(
         conn: Connection,
         path: Option<PathBuf>,
         options: &StoreOptions,
         journal_mode: String,
+        reconnect: Option<&dyn Fn() -> Result<Connection>>,
     ) -> Result<Arc<Store>> {
+        Self::configure(&conn, options)?;
+        let store = Store {
+            conn: Mutex::new(conn),
+            path,
+            durable: AtomicBool::new(options.durable),
+            journal_mode,
+            maintained_at: AtomicI64::new(i64::MIN),
+        };
+        let migrated = store.write(migrations::apply)?;
+        if let (true, Some(reconnect)) = (migrated, reconnect) {
+            let fresh = reconnect()?;
+            Self::configure(&fresh, options)?;
+            *store.lock() = fresh;
+        }
+        Ok(Arc::new(store))
+    }
+
+    /// The per-connection settings every store connection runs with.
+    fn configure(conn: &Connection, options: &StoreOptions) -> Result<()> {
         conn.pragma_update(
             None,
             "synchronous",
@@ -188,15 +222,7 @@ impl Store {
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
             true,
         )?;
-        let store = Store {
-            conn: Mutex::new(conn),
-            path,
-            durable: AtomicBool::new(options.durable),
-            journal_mode,
-            maintained_at: AtomicI64::new(i64::MIN),
-        };
-        store.write(migrations::apply)?;
-        Ok(Arc::new(store))
+        Ok(())
     }
 
     /// The database file, or `None` for `:memory:`.
@@ -375,6 +401,42 @@ pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn open_databases(store: &Store) -> Vec<String> {
+        store
+            .read(|c| {
+                let names = c
+                    .prepare("PRAGMA database_list")?
+                    .query_map([], |r| r.get(1))?
+                    .collect::<rusqlite::Result<Vec<String>>>()?;
+                Ok(names)
+            })
+            .unwrap()
+    }
+
+    /// Migrating leaves SQLite's TEMP database open on the connection that ran
+    /// the schema changes; the store continues on a fresh one, so a write
+    /// transaction involves the main database only.
+    #[test]
+    fn a_migrated_file_store_runs_on_a_connection_without_the_temp_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let store = Store::open(path.to_str().unwrap(), &StoreOptions::default()).unwrap();
+        assert_eq!(open_databases(&store), ["main"]);
+        drop(store);
+        // Reopening an up-to-date file migrates nothing and opens no TEMP either.
+        let store = Store::open(path.to_str().unwrap(), &StoreOptions::default()).unwrap();
+        assert_eq!(open_databases(&store), ["main"]);
+        assert!(!store.durable());
+        store
+            .write(|c| {
+                Ok(c.execute(
+                    "INSERT INTO runtime_config(key, value, updated_at) VALUES ('k', 'v', 1)",
+                    [],
+                )?)
+            })
+            .unwrap();
+    }
 
     #[test]
     fn file_store_uses_wal_private_modes_and_migrates_once() {
