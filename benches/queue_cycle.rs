@@ -234,6 +234,12 @@ impl Plain {
         assert_eq!(mode, "wal");
         conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
             .expect("synchronous");
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            agent_factory::store::WAL_AUTOCHECKPOINT_PAGES,
+        )
+        .expect("wal_autocheckpoint");
         let sync: i64 = conn
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .expect("read synchronous");
@@ -758,9 +764,15 @@ fn diagnostics() {
         "path", "txns/msg", "stmts run/msg", "reprepares/msg", "WAL pages/msg"
     );
     let mut reprepared = Vec::new();
+    // Cycles run before counting (and before the interleaved rounds); the default
+    // is a warm-up, AF_BENCH_PREFILL sets a larger database.
+    let warm = std::env::var("AF_BENCH_PREFILL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(WARM);
 
     let mut core = Core::open(false);
-    for _ in 0..WARM {
+    for _ in 0..warm {
         core.cycle();
     }
     let before = core_counters(&core);
@@ -845,7 +857,7 @@ fn diagnostics() {
     const CHUNK: usize = 2000;
     let mut core = Core::open(false);
     let mut plain = Plain::open(false);
-    for _ in 0..WARM {
+    for _ in 0..warm {
         core.cycle();
         plain.cycle();
     }

@@ -66,7 +66,7 @@ fn status_filter(statuses: Option<&[String]>) -> Result<[bool; 4]> {
 /// Up to `limit` items of one conversation with a wanted status, newest
 /// scheduled first. Queued and in-flight items come from the index range of
 /// pending rows (ordered by `scheduled_for`), finished ones from the finished
-/// range (ordered by enqueue), each walked only until `limit` matches are found.
+/// range (newest first), each walked only until `limit` matches are found.
 fn items_in(tx: &Tx, conversation_id: &str, want: [bool; 4], limit: i64) -> Result<Vec<JobView>> {
     let Some(conv) = conversations::find(tx, conversation_id)? else {
         return Ok(Vec::new());
@@ -91,7 +91,7 @@ fn items_in(tx: &Tx, conversation_id: &str, want: [bool; 4], limit: i64) -> Resu
             "SELECT {JOB_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_ref
              WHERE m.conversation_ref = ?1 AND m.pending_rank = 1
                AND ((?3 AND m.status = 'done') OR (?4 AND m.status = 'dead_letter'))
-             ORDER BY m.order_key DESC, m.id DESC LIMIT ?2"
+             ORDER BY m.order_key, m.id LIMIT ?2"
         );
         let mut stmt = tx.prepare_cached(&sql)?;
         let p = params![conv.id, limit, want[2], want[3]];

@@ -312,7 +312,7 @@ fn lookups_and_listings_read_indexes_without_sorting() {
                  ORDER BY m.order_key DESC, m.id DESC LIMIT 5",
                 "SELECT m.payload FROM messages m WHERE m.conversation_ref = 1 AND m.pending_rank = 1
                    AND ((0 AND m.status = 'done') OR (1 AND m.status = 'dead_letter'))
-                 ORDER BY m.order_key DESC, m.id DESC LIMIT 5",
+                 ORDER BY m.order_key, m.id LIMIT 5",
             ] {
                 let mut stmt = tx.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
                 let rows = stmt

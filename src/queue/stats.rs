@@ -165,13 +165,13 @@ fn check_limit(limit: i64, max: i64) -> Result<()> {
 }
 
 fn conversation_items(tx: &Tx, conv_ref: i64, limit: i64) -> Result<Vec<JobView>> {
-    // The newest `limit` of the conversation's finished / in-flight messages
+    // The newest `limit` of the conversation's finished messages
     // (index order) and of its pending ones, merged by id.
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_ref
          WHERE m.id IN (
            SELECT id FROM (SELECT id FROM messages WHERE conversation_ref = ?1 AND pending_rank = 1
-                           ORDER BY order_key DESC, id DESC LIMIT ?2)
+                           ORDER BY order_key, id LIMIT ?2)
            UNION ALL
            SELECT id FROM (SELECT id FROM messages WHERE conversation_ref = ?1 AND pending_rank = 0
                            ORDER BY id DESC LIMIT ?2))

@@ -16,3 +16,15 @@ UPDATE messages SET status = 'queued' WHERE status = 'processing';
 ALTER TABLE messages DROP COLUMN lease_id;
 ALTER TABLE messages DROP COLUMN lease_expires_at;
 ALTER TABLE messages DROP COLUMN claimed_at;
+
+-- A finished message's entry in `messages_conversation` now sorts newest first
+-- (`order_key = -id`), right behind its conversation's pending entries. Settling
+-- a message moves its entry from the pending range to the front of the finished
+-- range: the neighbouring position, so the move rewrites one index page. With
+-- oldest-first order the entry moved to the far end of the conversation's
+-- history, a different page as soon as the history outgrew part of a page.
+DROP INDEX messages_conversation;
+ALTER TABLE messages DROP COLUMN order_key;
+ALTER TABLE messages ADD COLUMN order_key INTEGER
+  GENERATED ALWAYS AS (CASE WHEN status = 'queued' THEN scheduled_for ELSE -id END) VIRTUAL;
+CREATE INDEX messages_conversation ON messages(conversation_ref, pending_rank, order_key, id);
