@@ -234,12 +234,6 @@ impl Plain {
         assert_eq!(mode, "wal");
         conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
             .expect("synchronous");
-        conn.pragma_update(
-            None,
-            "wal_autocheckpoint",
-            agent_factory::store::WAL_AUTOCHECKPOINT_PAGES,
-        )
-        .expect("wal_autocheckpoint");
         let sync: i64 = conn
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .expect("read synchronous");

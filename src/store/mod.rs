@@ -38,15 +38,6 @@ use crate::error::{Error, Result};
 /// payload (up to ≈2 KB) still fits a single page.
 pub const PAGE_SIZE: i64 = 2048;
 
-/// WAL frames after which a commit checkpoints (SQLite's default is 1000). Each
-/// checkpoint costs two fsyncs and writes every page changed since the last one
-/// back to the database file; the queue rewrites the same hot pages (conversation
-/// rows, the scheduling index, the newest message pages) many times between
-/// checkpoints, so a longer interval writes each of them back once instead of
-/// several times, and pays the fsyncs less often. 4000 frames of 2 KiB pages
-/// keep the WAL near 8 MiB.
-pub const WAL_AUTOCHECKPOINT_PAGES: i64 = 4000;
-
 /// How to open a database.
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
@@ -182,9 +173,6 @@ impl Store {
             conn.pragma_update(None, "mmap_size", 67_108_864_i64)?;
         }
         conn.pragma_update(None, "journal_size_limit", 67_108_864_i64)?;
-        if mode.eq_ignore_ascii_case("wal") {
-            conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
-        }
         Ok((conn, mode))
     }
 
@@ -226,7 +214,12 @@ impl Store {
         )?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        conn.pragma_update(None, "cache_size", -2048_i64)?; // 2 MiB of page cache
+        // 2 MiB of page cache. After a b-tree rebalance SQLite re-keys a page
+        // through the lock-byte page number, and the next commit then scans the
+        // whole page hash (`pcache1TruncateUnsafe`): with 16 MiB that scan cost up
+        // to 8 % of a queue cycle on a large database. The OS page cache keeps
+        // the pages this one evicts close at hand.
+        conn.pragma_update(None, "cache_size", -2048_i64)?;
         conn.set_prepared_statement_cache_capacity(128);
         // Plans must not depend on bound values: otherwise SQLite re-prepares a
         // statement every time the cache hands it out with fresh bindings.
