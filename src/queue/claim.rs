@@ -118,7 +118,7 @@ fn pick_and_lock(
             },
         ))
     };
-    let mut stmt = tx.prepare_cached(pick_sql(target.is_some()))?;
+    let mut stmt = tx.prepare_hot(pick_sql(target.is_some()))?;
     let found = match target {
         Some(t) => stmt
             .query_row(
@@ -133,7 +133,7 @@ fn pick_and_lock(
     let Some((key, candidate)) = found else {
         return Ok(None);
     };
-    tx.prepare_cached(
+    tx.prepare_hot(
         "UPDATE conversations SET state = 'busy', lock_message = head_message, lock_lease_id = ?2, lock_worker_id = ?3,
            lock_expires_at = ?4, lock_heartbeat_at = ?5
          WHERE id = ?1",
@@ -249,7 +249,7 @@ pub(crate) fn claim_in(
                 .unwrap_or(now),
         });
         let a = assignment.as_ref();
-        tx.prepare_cached(
+        tx.prepare_hot(
             "UPDATE workers SET load = max(0, load - ?7) + 1, heartbeat_at = max(heartbeat_at, ?2), last_claim_at = ?2,
                scheduled_shutdown_at = NULL, stopped_at = NULL, assignment_conversation_id = ?3, assignment_agent_key = ?4,
                assignment_lease_id = ?5, assignment_assigned_at = ?6

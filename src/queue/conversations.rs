@@ -114,7 +114,7 @@ pub fn offer_head(
         } else {
             "waiting"
         };
-        tx.prepare_cached(
+        tx.prepare_hot(
             "UPDATE conversations SET state = ?2, head_message = ?3, head_priority = ?4, head_order_at = ?5, head_ready_at = ?5
              WHERE id = ?1",
         )?
@@ -129,7 +129,7 @@ pub fn offer_head(
 /// Clear the lock and recompute the head from the pending messages (one
 /// statement: both subqueries seek the same `messages_conversation` entry).
 pub fn refresh_head(tx: &Tx, conversation_ref: i64, now: i64) -> Result<()> {
-    tx.prepare_cached(
+    tx.prepare_hot(
         "UPDATE conversations SET
            state = coalesce((SELECT CASE WHEN ready_at <= ?2 THEN 'ready' ELSE 'waiting' END FROM messages
                              WHERE conversation_ref = ?1 AND pending_rank = 0 ORDER BY order_key, id LIMIT 1), 'idle'),
@@ -146,7 +146,7 @@ pub fn refresh_head(tx: &Tx, conversation_ref: i64, now: i64) -> Result<()> {
 /// Move conversations whose head became due from `waiting` to `ready`.
 pub fn promote_due(tx: &Tx, now: i64) -> Result<usize> {
     Ok(tx
-        .prepare_cached(
+        .prepare_hot(
             "UPDATE conversations SET state = 'ready' WHERE state = 'waiting' AND sched_k1 <= ?1",
         )?
         .execute([now])?)

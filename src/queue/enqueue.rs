@@ -81,7 +81,7 @@ fn enqueue_in(tx: &Tx, b: &Batch<'_>, req: &EnqueueRequest, seen: &mut Seen) -> 
         .clamp(0, b.cfg.queue.max_priority);
     let scheduled_for = req.scheduled_for.unwrap_or(b.now);
     let max_attempts = req.max_attempts.unwrap_or(b.cfg.retry.max_attempts);
-    tx.prepare_cached(
+    tx.prepare_hot(
         "INSERT INTO messages(conversation_ref, agent_key, payload, status, priority, scheduled_for, ready_at, attempts,
             max_attempts, created_at)
          VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?5, 0, ?6, ?7)",
@@ -121,7 +121,7 @@ fn lookup_single(
     tx: &Tx,
     req: &EnqueueRequest,
 ) -> Result<(Option<bool>, Option<String>, Option<ConversationRow>)> {
-    let mut stmt = tx.prepare_cached(
+    let mut stmt = tx.prepare_hot(
         "SELECT a.enabled, (SELECT value FROM runtime_config WHERE key = ?3),
                 c.id, c.conversation_id, c.agent_key, c.state, c.head_message, c.head_order_at
          FROM (SELECT 1) LEFT JOIN agents a ON a.agent_key = ?1 LEFT JOIN conversations c ON c.conversation_id = ?2",

@@ -42,7 +42,7 @@ pub(crate) fn release_expired_in(
     now: i64,
     limit: i64,
 ) -> Result<ReleaseOutcome> {
-    let mut stmt = tx.prepare_cached(
+    let mut stmt = tx.prepare_hot(
         "SELECT m.id, c.id, c.conversation_id, c.lock_worker_id, m.attempts, m.max_attempts
          FROM conversations c JOIN messages m ON m.id = c.lock_message
          WHERE c.state = 'busy' AND c.sched_k1 <= ?1 ORDER BY c.sched_k1 LIMIT ?2",

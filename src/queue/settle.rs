@@ -55,7 +55,7 @@ pub(crate) fn held(
 ) -> Result<Option<Held>> {
     let key = ids::parse_message_id(message_id)?;
     let row = tx
-        .prepare_cached(
+        .prepare_hot(
             "SELECT m.conversation_ref, c.conversation_id, c.agent_key, m.attempts, m.max_attempts, c.lock_expires_at,
                     instr(m.payload, '\"workboardCardId\"') > 0
              FROM messages m JOIN conversations c ON c.id = m.conversation_ref
@@ -161,7 +161,7 @@ fn finish_message(
     let Some(h) = held(tx, worker_id, message_id, lease_id)? else {
         return Ok(false);
     };
-    tx.prepare_cached(
+    tx.prepare_hot(
         "UPDATE messages SET status = 'done', finished_at = ?2, claimed_by = ?3, last_error = NULL, next_retry_at = NULL
          WHERE id = ?1",
     )?

@@ -16,6 +16,7 @@
 
 mod fs_policy;
 pub mod migrations;
+mod session;
 pub mod wal_vfs;
 
 use std::collections::HashMap;
@@ -51,7 +52,7 @@ pub struct StoreOptions {
 
 /// An open database shared by every handle of this process on the same file.
 pub struct Store {
-    conn: Mutex<Connection>,
+    conn: Mutex<Tx>,
     path: Option<PathBuf>,
     durable: AtomicBool,
     journal_mode: String,
@@ -190,17 +191,17 @@ impl Store {
     ) -> Result<Arc<Store>> {
         Self::configure(&conn, options)?;
         let store = Store {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Tx::new(conn)),
             path,
             durable: AtomicBool::new(options.durable),
             journal_mode,
             maintained_at: AtomicI64::new(i64::MIN),
         };
-        let migrated = store.write(migrations::apply)?;
+        let migrated = store.write(|tx| migrations::apply(tx))?;
         if let (true, Some(reconnect)) = (migrated, reconnect) {
             let fresh = reconnect()?;
             Self::configure(&fresh, options)?;
-            *store.lock() = fresh;
+            *store.lock() = Tx::new(fresh);
         }
         Ok(Arc::new(store))
     }
@@ -275,7 +276,7 @@ impl Store {
         self.maintained_at.store(i64::MIN, Ordering::SeqCst);
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    fn lock(&self) -> MutexGuard<'_, Tx> {
         // A panic inside a transaction drops (rolls back) it, so the connection stays usable.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -300,12 +301,11 @@ impl Store {
     }
 }
 
-/// A connection inside an open transaction (what every operation receives).
-pub type Tx = Connection;
+pub use session::{HotStatement, Tx};
 
 /// Rolls back unless committed, also when `f` panics.
 struct Open<'a> {
-    conn: &'a Connection,
+    tx: &'a Tx,
     committed: bool,
 }
 
@@ -313,26 +313,26 @@ impl Drop for Open<'_> {
     fn drop(&mut self) {
         if !self.committed {
             let _ = self
-                .conn
-                .prepare_cached("ROLLBACK")
-                .and_then(|mut s| s.execute([]));
+                .tx
+                .prepare_hot("ROLLBACK")
+                .and_then(|mut s| Ok(s.execute([])?));
         }
     }
 }
 
-/// BEGIN/COMMIT through the statement cache (no re-parsing per transaction).
+/// BEGIN/COMMIT as kept statements (no re-parsing per transaction).
 fn run_in_transaction<T>(
-    conn: &Connection,
-    begin: &str,
+    tx: &Tx,
+    begin: &'static str,
     f: impl FnOnce(&Tx) -> Result<T>,
 ) -> Result<T> {
-    conn.prepare_cached(begin)?.execute([])?;
+    tx.prepare_hot(begin)?.execute([])?;
     let mut open = Open {
-        conn,
+        tx,
         committed: false,
     };
-    let out = f(conn)?;
-    conn.prepare_cached("COMMIT")?.execute([])?;
+    let out = f(tx)?;
+    tx.prepare_hot("COMMIT")?.execute([])?;
     open.committed = true;
     Ok(out)
 }

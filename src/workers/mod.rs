@@ -11,6 +11,8 @@
 pub mod heartbeat;
 pub mod lifecycle;
 
+use std::sync::LazyLock;
+
 use rusqlite::{params, OptionalExtension, Row};
 
 use crate::error::{Error, Result};
@@ -256,9 +258,10 @@ pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<Worker> {
 
 /// Load a worker inside a transaction.
 pub(crate) fn get_in(tx: &Tx, worker_id: &str) -> Result<Option<Worker>> {
-    let sql = format!("SELECT {COLUMNS} FROM workers WHERE worker_id = ?1");
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {COLUMNS} FROM workers WHERE worker_id = ?1"));
     Ok(tx
-        .prepare_cached(&sql)?
+        .prepare_hot(&SQL)?
         .query_row([worker_id], from_row)
         .optional()?)
 }
@@ -299,7 +302,7 @@ pub fn control_state_of(worker: Option<&Worker>, now: i64, stale_after_ms: i64) 
 /// as idleness.
 pub(crate) fn touch_in(tx: &Tx, worker_id: &str, now: i64) -> Result<bool> {
     let n = tx
-        .prepare_cached(
+        .prepare_hot(
             "UPDATE workers SET heartbeat_at = ?2,
                scheduled_shutdown_at = CASE WHEN heartbeat_at = created_at AND last_claim_at IS NULL
                                                  AND assignment_lease_id = 'spawn:' || worker_id
@@ -325,7 +328,7 @@ pub(crate) fn release_load(
     refresh_heartbeat: bool,
     clear_assignment_for: Option<&str>,
 ) -> Result<()> {
-    tx.prepare_cached(
+    tx.prepare_hot(
         "UPDATE workers SET
            load = max(0, load - 1),
            heartbeat_at = CASE WHEN ?3 AND status <> 'stopped' THEN max(heartbeat_at, ?2) ELSE heartbeat_at END,
