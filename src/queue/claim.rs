@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::factory::Factory;
 use crate::ids;
 use crate::store::Tx;
-use crate::workers::{self, validate_worker_id, Assignment, Worker, WorkerMode, WorkerStatus};
+use crate::workers::{self, validate_worker_id, Assignment, WorkerMode, WorkerStatus};
 
 /// Expired leases recovered inline by each claim (the control loop does the rest).
 const INLINE_RECOVERY: i64 = 16;
@@ -142,16 +142,63 @@ fn pick_and_lock(
     Ok(Some(candidate))
 }
 
-fn register_or_load(tx: &Tx, worker_id: &str, mode: WorkerMode, now: i64) -> Result<Worker> {
-    if let Some(w) = workers::get_in(tx, worker_id)? {
-        return Ok(w);
-    }
+/// What a claim reads of the claiming worker's row (the rest of [`workers::Worker`] is
+/// not needed to decide or to record a claim).
+struct Claimer {
+    status: WorkerStatus,
+    mode: WorkerMode,
+    heartbeat_at: i64,
+    last_claim_at: Option<i64>,
+    scheduled_shutdown_at: Option<i64>,
+    /// The assigned conversation and its agent, and when it was assigned.
+    assignment: Option<(String, String, i64)>,
+}
+
+fn claimer(tx: &Tx, worker_id: &str) -> Result<Option<Claimer>> {
+    let parse_err = |i: usize, e: Error| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    };
+    Ok(tx
+        .prepare_hot(
+            "SELECT status, mode, heartbeat_at, last_claim_at, scheduled_shutdown_at,
+                    assignment_conversation_id, assignment_agent_key, assignment_assigned_at
+             FROM workers WHERE worker_id = ?1",
+        )?
+        .query_row([worker_id], |r| {
+            let assignment = match (r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?) {
+                (Some(conversation_id), Some(agent_key)) => Some((
+                    conversation_id,
+                    agent_key,
+                    r.get::<_, Option<i64>>(7)?.unwrap_or_default(),
+                )),
+                _ => None,
+            };
+            Ok(Claimer {
+                status: WorkerStatus::parse(r.get_ref(0)?.as_str()?).map_err(|e| parse_err(0, e))?,
+                mode: WorkerMode::parse(r.get_ref(1)?.as_str()?).map_err(|e| parse_err(1, e))?,
+                heartbeat_at: r.get(2)?,
+                last_claim_at: r.get(3)?,
+                scheduled_shutdown_at: r.get(4)?,
+                assignment,
+            })
+        })
+        .optional()?)
+}
+
+/// Register an unknown worker that is about to claim (active, load 0).
+fn register(tx: &Tx, worker_id: &str, mode: WorkerMode, now: i64) -> Result<Claimer> {
     tx.prepare_cached(
         "INSERT INTO workers(worker_id, provider, mode, status, load, heartbeat_at, created_at) VALUES (?1, 'local', ?2, 'active', 0, ?3, ?3)",
     )?
     .execute(params![worker_id, mode.as_str(), now])?;
-    workers::get_in(tx, worker_id)?
-        .ok_or_else(|| Error::storage("worker vanished after registration"))
+    Ok(Claimer {
+        status: WorkerStatus::Active,
+        mode,
+        heartbeat_at: now,
+        last_claim_at: None,
+        scheduled_shutdown_at: None,
+        assignment: None,
+    })
 }
 
 /// The claimable candidate for `worker_id`, honouring its status and assignment.
@@ -159,7 +206,7 @@ fn candidate_for(
     tx: &Tx,
     cfg: &Config,
     worker_id: &str,
-    existing: Option<&Worker>,
+    existing: Option<&Claimer>,
     opts: &ClaimOptions,
     now: i64,
     lock: &Lock<'_>,
@@ -168,18 +215,18 @@ fn candidate_for(
         return Ok(None);
     }
     let assignment = existing.and_then(|w| w.assignment.as_ref());
-    if let (Some(a), Some(wanted)) = (assignment, &opts.conversation_id) {
-        if &a.conversation_id != wanted {
+    if let (Some((conversation_id, _, _)), Some(wanted)) = (assignment, &opts.conversation_id) {
+        if conversation_id != wanted {
             return Ok(None);
         }
     }
     let target = assignment
-        .map(|a| a.conversation_id.as_str())
+        .map(|(conversation_id, _, _)| conversation_id.as_str())
         .or(opts.conversation_id.as_deref());
     let stale_cutoff = now - cfg.lease.stale_after_ms;
     let target = target.map(|conversation_id| Target {
         conversation_id,
-        agent_key: assignment.map(|a| a.agent_key.as_str()),
+        agent_key: assignment.map(|(_, agent_key, _)| agent_key.as_str()),
     });
     pick_and_lock(tx, worker_id, target, now, stale_cutoff, lock)
 }
@@ -187,7 +234,7 @@ fn candidate_for(
 /// Whether a pooled worker that just gave a message back and takes the next
 /// one can skip writing its row: its load is unchanged, it has no assignment,
 /// and its heartbeat and last claim are less than [`BOOKKEEPING_INTERVAL_MS`] old.
-fn bookkeeping_is_fresh(worker: &Worker, keeps_assignment: bool, released: bool, now: i64) -> bool {
+fn bookkeeping_is_fresh(worker: &Claimer, keeps_assignment: bool, released: bool, now: i64) -> bool {
     let fresh = |t: i64| t <= now && now - t < BOOKKEEPING_INTERVAL_MS;
     released
         && !keeps_assignment
@@ -217,7 +264,7 @@ pub(crate) fn claim_in(
         recovery::release_expired_in(tx, cfg, now, INLINE_RECOVERY)?;
         conversations::promote_due(tx, now)?;
     }
-    let existing = workers::get_in(tx, worker_id)?;
+    let existing = claimer(tx, worker_id)?;
     let lease_id = ids::new_lease_id();
     let expires = now + cfg.lease.lease_ms;
     let lock = Lock {
@@ -234,7 +281,7 @@ pub(crate) fn claim_in(
     };
     let worker = match existing {
         Some(w) => w,
-        None => register_or_load(tx, worker_id, opts.mode.unwrap_or(WorkerMode::Sticky), now)?,
+        None => register(tx, worker_id, opts.mode.unwrap_or(WorkerMode::Sticky), now)?,
     };
     let keeps_assignment = worker.mode == WorkerMode::Sticky || worker.assignment.is_some();
     if !bookkeeping_is_fresh(&worker, keeps_assignment, released, now) {
@@ -245,8 +292,7 @@ pub(crate) fn claim_in(
             assigned_at: worker
                 .assignment
                 .as_ref()
-                .map(|a| a.assigned_at)
-                .unwrap_or(now),
+                .map_or(now, |&(_, _, assigned_at)| assigned_at),
         });
         let a = assignment.as_ref();
         tx.prepare_hot(

@@ -261,7 +261,7 @@ pub(crate) fn get_in(tx: &Tx, worker_id: &str) -> Result<Option<Worker>> {
     static SQL: LazyLock<String> =
         LazyLock::new(|| format!("SELECT {COLUMNS} FROM workers WHERE worker_id = ?1"));
     Ok(tx
-        .prepare_hot(&SQL)?
+        .prepare_cached(&SQL)?
         .query_row([worker_id], from_row)
         .optional()?)
 }
