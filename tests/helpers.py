@@ -8,6 +8,17 @@ from pathlib import Path
 from typing import Any
 
 
+def read_only(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """A read-only connection to a database file for checks next to a live handle.
+
+    Python's ``sqlite3`` is a second copy of SQLite in this process, and the two
+    copies do not see each other's locks: a read-write connection that closes
+    believes it is the last one, checkpoints and deletes the WAL under the live
+    handle, whose later commits then go to a file nobody else reads. A read-only
+    connection never does that."""
+    return sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+
+
 def payload(user: str = "u1", text: str = "hello", **extra: Any) -> dict[str, Any]:
     """A minimal valid Telegram-style payload."""
     return {"provider": "telegram", "providerUserId": user, "messageText": text, **extra}

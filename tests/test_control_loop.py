@@ -15,7 +15,6 @@ import itertools
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -30,7 +29,7 @@ import agent_factory as af
 from agent_factory import AsyncFactory, Factory, FlyProvider, ProviderConfig, ScalingPolicy, TickReport
 from agent_factory.fakes.fly import FakeCall
 from agent_factory.testing import FakeFly
-from helpers import payload
+from helpers import payload, read_only
 
 APP = "agent-factory-workers-test"
 AGENT = "support-agent"
@@ -83,7 +82,7 @@ def enqueue(f: Factory, *conversations: str) -> None:
 
 
 def lease_row(path: Path) -> tuple[str, int, int] | None:
-    with sqlite3.connect(path) as db:
+    with read_only(path) as db:
         row = db.execute("SELECT holder, token, expires_at FROM leases WHERE name = 'pool.control'").fetchone()
     return None if row is None else (row[0], row[1], row[2])
 
@@ -286,6 +285,25 @@ async def test_async_run_with_an_asyncio_event_and_an_async_callback(factory_pat
         assert (await loop.tick()).acting
         r = await f.pool.tick(provider=fly(fake_fly), scaling=SCALING)
         assert not r.acting and r.lease_holder == loop.holder, "the handle's own loop stands by"
+
+
+async def test_a_run_cancelled_at_any_point_releases_the_lease(factory_path: Path, fake_fly: FakeFly) -> None:
+    """Cancelling the await does not stop a native tick already under way: the run
+    waits for it before releasing the lease, so a tick that takes the lease late
+    cannot leave it held. Cancelled at many points, including before the tick ran."""
+    f = AsyncFactory(factory_path)
+    await f.agents.upsert_agent(AGENT, secrets_ref=[])
+    for i in range(40):
+        task = asyncio.create_task(f.pool.run(provider=fly(fake_fly), scaling=SCALING, tick_ms=10, holder=f"run-{i}"))
+        for _ in range(i % 8):
+            await asyncio.sleep(0)
+        if i >= 8:
+            await asyncio.sleep((i % 5) / 1000)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        row = lease_row(factory_path)
+        assert row is None or row[2] <= f.now_ms(), f"cancel #{i} left the lease held: {row}"
 
 
 # --- two loops, one database: threads -------------------------------------------------

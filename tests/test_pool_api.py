@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 import agent_factory as af
 from agent_factory import AsyncFactory, Factory, FlyProvider, LocalProvider, ScalingPolicy, ValidationError
 from agent_factory.testing import FakeFly
-from helpers import payload
+from helpers import payload, read_only
 
 APP = "agent-factory-workers-test"
 
@@ -23,7 +22,7 @@ def fly(fake: FakeFly) -> FlyProvider:
 
 
 def snapshot(path: Path) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
+    with read_only(path) as db:
         return db.execute("SELECT * FROM workers ORDER BY worker_id").fetchall()
 
 

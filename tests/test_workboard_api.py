@@ -5,7 +5,6 @@ writers (threads and processes), and the acyclic dependency graph (hypothesis)."
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ from hypothesis import strategies as st
 
 from agent_factory import AsyncWorkboard, Card, Factory, ManualClock, Workboard
 from agent_factory.errors import ConflictError, ValidationError
-from helpers import db_snapshot
+from helpers import db_snapshot, read_only
 
 
 def test_workboard_shares_the_factory_file(factory: Factory, workboard: Workboard, factory_path: Path) -> None:
@@ -27,7 +26,7 @@ def test_workboard_shares_the_factory_file(factory: Factory, workboard: Workboar
     assert on_factory.get(card.id) == card
     assert on_factory.now_ms() == factory.now_ms()
     assert workboard.info()["path"] == factory.info()["path"]
-    tables = {n for (n,) in sqlite3.connect(factory_path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    tables = {n for (n,) in read_only(factory_path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"workboard_cards", "messages"} <= tables
 
 
@@ -84,7 +83,7 @@ def test_status_transitions_are_logged_durably(workboard: Workboard, factory_pat
     workboard.move(card.id, "ready")
     workboard.claim(card.id, "main")
     workboard.record_protocol_violation(card.id)
-    rows = sqlite3.connect(factory_path).execute(
+    rows = read_only(factory_path).execute(
         "SELECT seq, kind, from_status, to_status FROM workboard_log WHERE card_id = ? ORDER BY seq", (card.id,)
     ).fetchall()
     assert [(k, f, t) for _, k, f, t in rows] == [

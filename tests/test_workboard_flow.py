@@ -6,7 +6,6 @@ rest test the API, the fencing, bad input and the indexed dispatch.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 import uuid
 from pathlib import Path
@@ -18,7 +17,7 @@ from hypothesis import strategies as st
 
 from agent_factory import AsyncWorkboard, DiagnosticsReport, DispatchResult, ManualClock, Workboard
 from agent_factory.errors import ConflictError, InvalidStateError, NotFoundError, ValidationError
-from helpers import db_snapshot
+from helpers import db_snapshot, read_only
 
 MAX_DATE_TIMESTAMP_MS = 8_640_000_000_000_000
 MAX_SAFE_INTEGER = 9_007_199_254_740_991
@@ -551,7 +550,7 @@ def test_dispatch_cost_does_not_visit_finished_cards(tmp_path: Path, clock: Manu
     ready = wb.create("ready", status="ready")
     result = wb.dispatch()
     assert result.count == 0 and wb.get(ready.id).metadata["automation"]["dispatch_count"] == 1
-    con = sqlite3.connect(path)
+    con = read_only(path)
     plans = [
         "SELECT id FROM workboard_cards WHERE status = 'running' AND max_runtime_ms IS NOT NULL",
         "SELECT id FROM workboard_cards WHERE claim_owner IS NOT NULL AND claim_expires_at < 5",

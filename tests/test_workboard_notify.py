@@ -10,7 +10,6 @@ that leaves the database unchanged.
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -23,7 +22,7 @@ from hypothesis import strategies as st
 
 from agent_factory import AsyncWorkboard, ManualClock, NotificationEvents, Workboard
 from agent_factory.errors import NotFoundError, ValidationError
-from helpers import db_snapshot
+from helpers import db_snapshot, read_only
 
 
 @pytest.fixture
@@ -68,7 +67,7 @@ def test_separate_stores(tmp_path: Path) -> None:
     sub = store.subscribe_notifications(
         board_id="ops", card_id=card.id, target="session:operator", event_kinds=["completed", "failed"],
     )
-    con = sqlite3.connect(db)
+    con = read_only(db)
     assert con.execute("SELECT id, name, description FROM workboard_boards WHERE id = 'ops'").fetchone() == (
         "ops", "Ops", "Operational work")
     row = con.execute(
@@ -411,7 +410,7 @@ def test_two_processes_every_event_exactly_once(tmp_path: Path) -> None:
     out, _ = reader.communicate(timeout=120)
     assert reader.returncode == 0
     seen = json.loads(out)
-    con = sqlite3.connect(db)
+    con = read_only(db)
     logged = [list(r) for r in con.execute(
         "SELECT id, seq FROM workboard_log WHERE board_id = 'mp' AND kind IN ('status', 'failed') ORDER BY seq")]
     con.close()

@@ -813,7 +813,7 @@ class AsyncControlLoop:
                 if max_ticks is not None and ticks >= max_ticks:
                     reason = "max_ticks"
                     break
-                report = await self.tick()
+                report = await pacer.step(self.tick())
                 ticks += 1
                 acting += int(report.acting)
                 if on_tick is not None:
@@ -825,6 +825,7 @@ class AsyncControlLoop:
                 if await pacer.wait(pause_ms / 1000):
                     break
         finally:
+            await pacer.settle()
             await self.stop()
         return ControlRun(holder=self.holder, ticks=ticks, acting_ticks=acting, reason=reason)
 

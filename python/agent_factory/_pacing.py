@@ -8,6 +8,11 @@ A pause ends early when the stop event is set. Blocking pauses wait on a
 ``threading.Event`` (or sleep), which Ctrl-C interrupts in the main thread; the
 asyncio pauses wait on an ``asyncio.Event`` or poll a ``threading.Event``
 without blocking the event loop, and are cancellable.
+
+Cancelling an ``await`` does not stop the native call behind it: the tick goes on
+in Rust and may still take or renew the lease. :meth:`AsyncPacer.step` keeps the
+call running under a shield and :meth:`AsyncPacer.settle` waits for it, so the
+loop releases its lease only after its last tick has ended.
 """
 
 from __future__ import annotations
@@ -49,6 +54,13 @@ class Pacer:
 
     __slots__ = ("_stop",)
 
+    def step(self, result: Any) -> Any:
+        """A blocking call has already ended when its result is here."""
+        return result
+
+    def settle(self) -> None:
+        """Nothing is left running after a blocking call."""
+
     def __init__(self, stop: Any) -> None:
         if stop is not None and (isinstance(stop, asyncio.Event) or not callable(getattr(stop, "is_set", None))):
             raise TypeError(f"stop must be a threading.Event or None, got {type(stop).__name__}")
@@ -78,12 +90,30 @@ class Pacer:
 class AsyncPacer:
     """asyncio pauses that end when ``stop`` (``asyncio.Event``, ``threading.Event`` or ``None``) is set."""
 
-    __slots__ = ("_stop",)
+    __slots__ = ("_stop", "_pending")
 
     def __init__(self, stop: Any) -> None:
         if stop is not None and not isinstance(stop, (asyncio.Event, threading.Event)):
             raise TypeError(f"stop must be an asyncio.Event, a threading.Event or None, got {type(stop).__name__}")
         self._stop = stop
+        self._pending: asyncio.Future[Any] | None = None
+
+    async def step(self, call: Any) -> Any:
+        """Await ``call`` (an awaitable native call); if this await is cancelled, the
+        call keeps running and :meth:`settle` waits for it."""
+        pending = asyncio.ensure_future(call)
+        self._pending = pending
+        result = await asyncio.shield(pending)
+        self._pending = None
+        return result
+
+    async def settle(self) -> None:
+        """Wait for a call whose await was cancelled (its outcome no longer matters)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await asyncio.wait([pending])
+            if not pending.cancelled():
+                pending.exception()  # retrieved, so asyncio does not log it as unhandled
 
     def stop_requested(self) -> bool:
         """Whether the stop event is set."""

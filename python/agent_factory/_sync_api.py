@@ -538,7 +538,7 @@ class ControlLoop:
                 if max_ticks is not None and ticks >= max_ticks:
                     reason = 'max_ticks'
                     break
-                report = self.tick()
+                report = pacer.step(self.tick())
                 ticks += 1
                 acting += int(report.acting)
                 if on_tick is not None:
@@ -550,6 +550,7 @@ class ControlLoop:
                 if pacer.wait(pause_ms / 1000):
                     break
         finally:
+            pacer.settle()
             self.stop()
         return ControlRun(holder=self.holder, ticks=ticks, acting_ticks=acting, reason=reason)
 

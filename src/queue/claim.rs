@@ -165,7 +165,10 @@ fn claimer(tx: &Tx, worker_id: &str) -> Result<Option<Claimer>> {
              FROM workers WHERE worker_id = ?1",
         )?
         .query_row([worker_id], |r| {
-            let assignment = match (r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?) {
+            let assignment = match (
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+            ) {
                 (Some(conversation_id), Some(agent_key)) => Some((
                     conversation_id,
                     agent_key,
@@ -174,7 +177,8 @@ fn claimer(tx: &Tx, worker_id: &str) -> Result<Option<Claimer>> {
                 _ => None,
             };
             Ok(Claimer {
-                status: WorkerStatus::parse(r.get_ref(0)?.as_str()?).map_err(|e| parse_err(0, e))?,
+                status: WorkerStatus::parse(r.get_ref(0)?.as_str()?)
+                    .map_err(|e| parse_err(0, e))?,
                 mode: WorkerMode::parse(r.get_ref(1)?.as_str()?).map_err(|e| parse_err(1, e))?,
                 heartbeat_at: r.get(2)?,
                 last_claim_at: r.get(3)?,
@@ -234,7 +238,12 @@ fn candidate_for(
 /// Whether a pooled worker that just gave a message back and takes the next
 /// one can skip writing its row: its load is unchanged, it has no assignment,
 /// and its heartbeat and last claim are less than [`BOOKKEEPING_INTERVAL_MS`] old.
-fn bookkeeping_is_fresh(worker: &Claimer, keeps_assignment: bool, released: bool, now: i64) -> bool {
+fn bookkeeping_is_fresh(
+    worker: &Claimer,
+    keeps_assignment: bool,
+    released: bool,
+    now: i64,
+) -> bool {
     let fresh = |t: i64| t <= now && now - t < BOOKKEEPING_INTERVAL_MS;
     released
         && !keeps_assignment

@@ -146,7 +146,8 @@ impl Drop for HotStatement<'_> {
         };
         // SAFETY: the statement was prepared on `self.tx.conn`, which outlives
         // every slot (see `Tx`'s invariants); only the borrow's name changes.
-        let statement = unsafe { std::mem::transmute::<Statement<'_>, Statement<'static>>(statement) };
+        let statement =
+            unsafe { std::mem::transmute::<Statement<'_>, Statement<'static>>(statement) };
         self.tx.slots.borrow_mut()[index].statement = Some(statement);
     }
 }
