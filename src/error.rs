@@ -155,3 +155,9 @@ impl From<serde_json::Error> for Error {
         Error::Storage(format!("stored JSON is corrupt: {err}"))
     }
 }
+
+/// A stored value that does not decode (a status outside its set, bad JSON), as
+/// the error type `rusqlite` row mappers return; column `i` is reported.
+pub(crate) fn column_error(i: usize, e: Error) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+}

@@ -86,10 +86,7 @@ impl DispatchStatus {
     }
 }
 
-/// Convert a decoding error into the error type `rusqlite` row mappers return.
-pub(crate) fn column_error(i: usize, e: Error) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-}
+pub(crate) use crate::error::column_error;
 
 /// A fresh opaque, time-ordered id with `prefix`.
 pub(crate) fn new_id(prefix: &str) -> String {

@@ -21,7 +21,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::{conversations, recovery, Claim};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{column_error, Result};
 use crate::factory::Factory;
 use crate::ids;
 use crate::store::Tx;
@@ -155,9 +155,6 @@ struct Claimer {
 }
 
 fn claimer(tx: &Tx, worker_id: &str) -> Result<Option<Claimer>> {
-    let parse_err = |i: usize, e: Error| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    };
     Ok(tx
         .prepare_hot(
             "SELECT status, mode, heartbeat_at, last_claim_at, scheduled_shutdown_at,
@@ -178,8 +175,8 @@ fn claimer(tx: &Tx, worker_id: &str) -> Result<Option<Claimer>> {
             };
             Ok(Claimer {
                 status: WorkerStatus::parse(r.get_ref(0)?.as_str()?)
-                    .map_err(|e| parse_err(0, e))?,
-                mode: WorkerMode::parse(r.get_ref(1)?.as_str()?).map_err(|e| parse_err(1, e))?,
+                    .map_err(|e| column_error(0, e))?,
+                mode: WorkerMode::parse(r.get_ref(1)?.as_str()?).map_err(|e| column_error(1, e))?,
                 heartbeat_at: r.get(2)?,
                 last_claim_at: r.get(3)?,
                 scheduled_shutdown_at: r.get(4)?,

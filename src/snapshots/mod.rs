@@ -26,7 +26,7 @@ mod verify;
 use rusqlite::Row;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{column_error, Error, Result};
 use crate::factory::Factory;
 
 pub use archive::{ArchiveStats, DirectorySnapshot, RestoreMode, RestoredSnapshot};
@@ -167,9 +167,6 @@ pub(crate) const COLUMNS: &str =
 
 /// A stored row; a status or reason outside the schema's set is a storage error.
 pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<SnapshotRow> {
-    let bad = |i: usize, e: Error| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    };
     let reason: String = r.get(6)?;
     let status: String = r.get(7)?;
     Ok(SnapshotRow {
@@ -180,8 +177,8 @@ pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<SnapshotRow> {
             agent_key: r.get(3)?,
             conversation_id: r.get(4)?,
             worker_id: r.get(5)?,
-            reason: SnapshotReason::parse(&reason).map_err(|e| bad(6, e))?,
-            status: SnapshotStatus::parse(&status).map_err(|e| bad(7, e))?,
+            reason: SnapshotReason::parse(&reason).map_err(|e| column_error(6, e))?,
+            status: SnapshotStatus::parse(&status).map_err(|e| column_error(7, e))?,
             format_version: r.get(8)?,
             sha256: r.get(9)?,
             size_bytes: r.get(10)?,

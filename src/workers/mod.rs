@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 
 use rusqlite::{params, OptionalExtension, Row};
 
-use crate::error::{Error, Result};
+use crate::error::{column_error, Error, Result};
 use crate::factory::Factory;
 use crate::store::Tx;
 pub use lifecycle::{WorkerMode, WorkerStatus};
@@ -218,9 +218,6 @@ pub(crate) const COLUMNS: &str = "worker_id, provider, mode, status, load, heart
     assignment_agent_key, assignment_lease_id, assignment_assigned_at, created_at";
 
 pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<Worker> {
-    let parse_err = |i: usize, e: Error| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    };
     let mode: String = r.get(2)?;
     let status: String = r.get(3)?;
     let assignment = match (
@@ -238,8 +235,8 @@ pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<Worker> {
     Ok(Worker {
         worker_id: r.get(0)?,
         provider: r.get(1)?,
-        mode: WorkerMode::parse(&mode).map_err(|e| parse_err(2, e))?,
-        status: WorkerStatus::parse(&status).map_err(|e| parse_err(3, e))?,
+        mode: WorkerMode::parse(&mode).map_err(|e| column_error(2, e))?,
+        status: WorkerStatus::parse(&status).map_err(|e| column_error(3, e))?,
         load: r.get(4)?,
         heartbeat_at: r.get(5)?,
         last_claim_at: r.get(6)?,
